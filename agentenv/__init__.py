@@ -1,0 +1,46 @@
+"""agentenv: environments, token-exact rollouts and trainers for multi-turn LLM agents.
+
+``envs/``, ``policies/``, ``trainers/`` and ``sandboxes/`` install as ``agentenv.envs``,
+``agentenv.policies``, ``agentenv.trainers`` and ``agentenv.sandboxes``.
+"""
+
+from agentenv.env import Env, ResetNeeded, StepResult
+from agentenv.messages import Message, Observation, message, observation
+from agentenv.parsing import ActionParseError, ParsedAction, ReActParser, ToolCall, ToolCallParser
+from agentenv.policy import Continuation, Policy, PolicyError, PolicyOutput, PolicyRequest, SamplingParams
+from agentenv.prompting import Conversation, PromptConfig
+from agentenv.registry import EnvInfo, UnknownEnvError, make, register, registered_envs
+from agentenv.trajectory import SCHEMA_VERSION, Trajectory, Turn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ActionParseError",
+    "Continuation",
+    "Conversation",
+    "Env",
+    "EnvInfo",
+    "Message",
+    "Observation",
+    "ParsedAction",
+    "Policy",
+    "PolicyError",
+    "PolicyOutput",
+    "PolicyRequest",
+    "PromptConfig",
+    "ReActParser",
+    "ResetNeeded",
+    "SamplingParams",
+    "StepResult",
+    "ToolCall",
+    "ToolCallParser",
+    "Trajectory",
+    "Turn",
+    "UnknownEnvError",
+    "make",
+    "message",
+    "observation",
+    "register",
+    "registered_envs",
+]

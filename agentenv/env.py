@@ -1,0 +1,181 @@
+"""The environment contract: a ``gymnasium.Env`` for multi-turn text agents.
+
+Subclasses implement three hooks and get the rest of the contract for free:
+
+* ``_reset(options) -> (Observation, info)`` starts the episode (``self.np_random`` is already seeded),
+* ``parse_action(text) -> ParsedAction`` turns the policy's raw text into a command or tool calls,
+  raising :class:`~agentenv.parsing.ActionParseError` when it cannot,
+* ``_step(parsed) -> StepResult`` applies a parsed action.
+
+The base class enforces what every agentenv env promises: an action that does not parse (or is too long)
+is answered with an observation that explains the expected format instead of an exception; after
+``max_invalid_actions`` such actions, or ``max_turns`` steps, the episode ends as *truncated* (a limit,
+neither success nor failure); ``close()`` may be called any number of times; and ``reset_async`` /
+``step_async`` exist for every env, running the sync methods off the event loop unless an I/O-bound
+env overrides them with native coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import gymnasium as gym
+
+from agentenv.messages import Observation, observation
+from agentenv.parsing import ActionParseError, ParsedAction, ReActParser
+from agentenv.spaces import ChatObservation, TextAction
+
+
+class ResetNeeded(RuntimeError):
+    """``step`` was called before ``reset`` or after the episode ended."""
+
+
+@dataclass
+class StepResult:
+    observation: Observation
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Env(gym.Env[Observation, str]):
+    """Base class of agentenv environments (see the module docstring for the contract)."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    #: the environment family shown by ``agentenv envs`` (alfworld, web, code, swe, gui, puzzle...)
+    family: ClassVar[str] = "custom"
+
+    def __init__(
+        self,
+        *,
+        max_turns: int | None = None,
+        max_invalid_actions: int | None = 5,
+        max_action_chars: int = 20_000,
+        invalid_action_reward: float = 0.0,
+        render_mode: str | None = None,
+    ):
+        self.max_turns = max_turns
+        self.max_invalid_actions = max_invalid_actions
+        self.max_action_chars = max_action_chars
+        self.invalid_action_reward = invalid_action_reward
+        self.render_mode = render_mode
+        self.observation_space = ChatObservation()
+        self.action_space = TextAction(max_length=10 * max_action_chars)
+        self.turn = 0
+        self.invalid_actions = 0
+        self._done = True
+        self._closed = False
+        self._transcript: list[str] = []
+
+    # ----- hooks for subclasses ---------------------------------------------------------------------
+    def _reset(self, options: dict[str, Any] | None) -> tuple[Observation, dict[str, Any]]:
+        raise NotImplementedError  # abstract: every env defines its own reset
+
+    def _step(self, action: ParsedAction) -> StepResult:
+        raise NotImplementedError  # abstract: every env defines its own step
+
+    def parse_action(self, text: str) -> ParsedAction:
+        """Default: ReAct text (``Action: <command>``), matched against the admissible actions if any."""
+        return ReActParser(bare_commands=True).parse(text, self.admissible_actions())
+
+    def admissible_actions(self) -> list[str] | None:
+        """The actions that are valid now, for envs that have such a list."""
+        return None
+
+    def expert_action(self) -> str | None:
+        """The action an expert would take now, as raw action text; ``None`` when the env has no expert."""
+        return None
+
+    def _close(self) -> None:
+        """Release resources; called once however often ``close`` is called."""
+
+    # ----- the gymnasium contract -------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
+        super().reset(seed=seed)
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} was closed; make a new env")
+        self.turn = 0
+        self.invalid_actions = 0
+        self._done = False
+        obs, info = self._reset(options)
+        self._transcript = [_render_obs(obs)]
+        return obs, info
+
+    def step(self, action: str) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise ResetNeeded("call reset() before step(): the episode has not started or has ended")
+        self.turn += 1
+        result = self._apply(action)
+        if not (result.terminated or result.truncated) and self.max_turns and self.turn >= self.max_turns:
+            result.truncated = True
+            result.info["truncated_by"] = "max_turns"
+        self._done = result.terminated or result.truncated
+        self._transcript += [f"> {action[:500]}", _render_obs(result.observation)]
+        return result.observation, float(result.reward), result.terminated, result.truncated, result.info
+
+    def _apply(self, action: Any) -> StepResult:
+        if not isinstance(action, str):
+            return self._invalid(f"the action must be text, got {type(action).__name__}")
+        if len(action) > self.max_action_chars:
+            return self._invalid(
+                f"the action is {len(action)} characters long; at most {self.max_action_chars} are accepted"
+            )
+        try:
+            parsed = self.parse_action(action)
+        except ActionParseError as e:
+            return self._invalid(str(e))
+        result = self._step(parsed)
+        result.info.setdefault("action_valid", True)
+        result.info["parsed_action"] = parsed.to_dict()
+        return result
+
+    def _invalid(self, why: str) -> StepResult:
+        self.invalid_actions += 1
+        info: dict[str, Any] = {"action_valid": False, "parse_error": why}
+        limit = self.max_invalid_actions
+        truncated = limit is not None and self.invalid_actions >= limit
+        if truncated:
+            info["truncated_by"] = "max_invalid_actions"
+        text = f"Invalid action: {why}"
+        adm = self.admissible_actions()
+        return StepResult(
+            observation(text, admissible=adm) if adm is not None else observation(text),
+            reward=self.invalid_action_reward,
+            truncated=truncated,
+            info=info,
+        )
+
+    def render(self) -> str | None:  # type: ignore[override]
+        return "\n".join(self._transcript) if self.render_mode == "ansi" else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+        super().close()
+
+    # ----- async twins ------------------------------------------------------------------------------
+    async def reset_async(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
+        """Async ``reset``; the default runs the sync method in a worker thread so the loop never blocks."""
+        return await asyncio.to_thread(lambda: self.reset(seed=seed, options=options))
+
+    async def step_async(self, action: str) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        """Async ``step``; the default runs the sync method in a worker thread."""
+        return await asyncio.to_thread(self.step, action)
+
+    async def expert_action_async(self) -> str | None:
+        return await asyncio.to_thread(self.expert_action)
+
+    async def close_async(self) -> None:
+        await asyncio.to_thread(self.close)
+
+
+def _render_obs(obs: Observation) -> str:
+    return "\n".join(m["content"] for m in obs.get("messages", []))

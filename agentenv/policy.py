@@ -1,0 +1,94 @@
+"""The policy contract: ``act(batch of requests) -> batch of outputs``, async.
+
+A request carries the conversation as chat messages (for API backends) and, when the previous turn's
+tokens are a prefix of this turn's prompt, those exact tokens (:class:`Continuation`) so that token-based
+backends extend the sampled tokens instead of re-tokenizing history. An output carries the text and, when
+the backend has them, prompt and completion token ids, log-probs, top-k log-probs and entropies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from agentenv.messages import Message
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    #: how many top log-probs to record per sampled token (0: none)
+    top_logprobs: int = 0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must be in [0, 20], got {self.top_logprobs}")
+
+
+@dataclass
+class Continuation:
+    """The previous turn's exact tokens; ``messages[:n_messages]`` (ending with that turn's assistant
+    message) are what they encode, so only ``messages[n_messages:]`` needs rendering."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    n_messages: int
+
+
+@dataclass
+class PolicyRequest:
+    messages: list[Message]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    tools: list[dict[str, Any]] | None = None
+    admissible: list[str] | None = None
+    continuation: Continuation | None = None
+    #: the env expert's action at this state, filled in when the policy sets ``wants_expert``
+    expert_action: str | None = None
+    #: which episode and turn this is (replay policies look recorded actions up by them)
+    trajectory_id: str = ""
+    turn: int = 0
+
+
+@dataclass
+class PolicyOutput:
+    text: str
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    top_ids: list[list[int]] | None = None
+    top_logprobs: list[list[float]] | None = None
+    entropies: list[float] | None = None
+    entropy_kind: str = ""
+    finish_reason: str = "stop"
+    policy_version: int = 0
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that answers conversations with actions.
+
+    ``name`` identifies the policy in trajectories; ``version`` is the weight version (bumped by trainers);
+    ``wants_expert`` asks the collector to fill :attr:`PolicyRequest.expert_action`.
+    """
+
+    name: str
+    version: int
+    wants_expert: bool
+
+    async def act(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class PolicyError(RuntimeError):
+    """The policy could not produce an action (backend failure, bad configuration)."""

@@ -1,0 +1,19 @@
+"""Environment families shipped with agentenv (installed as ``agentenv.envs``)."""
+
+from agentenv.registry import register
+
+
+def register_envs() -> None:
+    """Entry point of the ``agentenv.envs`` group for the built-in environments."""
+    register(
+        "agentenv/GuessNumber-v0",
+        "agentenv.envs.puzzles.guess_number:GuessNumberEnv",
+        family="puzzle",
+        description="Find a hidden integer with a guess tool that answers higher/lower (tool calls).",
+    )
+    register(
+        "agentenv/Maze-v0",
+        "agentenv.envs.puzzles.maze:MazeEnv",
+        family="puzzle",
+        description="Walk a text maze to the exit; admissible moves listed each turn (ReAct text).",
+    )

@@ -1,0 +1,1 @@
+"""Small text puzzles with checkable answers: the example family, and fast envs for tests."""
