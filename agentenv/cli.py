@@ -1,0 +1,209 @@
+"""The ``agentenv`` command line: list envs, play an episode, collect rollouts, show a store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentenv.trajectory import Trajectory, Turn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="agentenv: environments, token-exact rollouts and trainers for LLM agents.")
+console = Console()
+err = Console(stderr=True)
+
+PolicyOpt = Annotated[str, typer.Option("--policy", "-p", help="random | expert | human | replay:DIR | "
+                                                               "smollm2-135m-instruct | hf:PATH")]
+EnvArgOpt = Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="env keyword argument KEY=VALUE "
+                                                                               "(VALUE parsed as JSON if it can be)")]
+
+
+def parse_kv(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _policy(spec: str, **kwargs: Any) -> Any:
+    from agentenv.policies import make_policy
+
+    return make_policy(spec, **kwargs)
+
+
+@app.command()
+def envs() -> None:
+    """List the registered environments with their families and descriptions."""
+    from agentenv.registry import registered_envs
+
+    table = Table(title="registered environments")
+    for col in ("id", "family", "description", "from"):
+        table.add_column(col)
+    for info in registered_envs():
+        table.add_row(info.id, info.family, info.description, info.source)
+    console.print(table)
+
+
+@app.command()
+def play(
+    env_id: Annotated[str, typer.Argument(help="environment id, e.g. agentenv/Maze-v0")],
+    policy: PolicyOpt = "human",
+    seed: int = 0,
+    env_arg: EnvArgOpt = None,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+) -> None:
+    """Play one episode and print it turn by turn."""
+    from agentenv.collector import CollectConfig, Collector
+    from agentenv.policy import SamplingParams
+
+    cfg = CollectConfig(env_id=env_id, seed=seed, env_kwargs=parse_kv(env_arg), concurrency=1, progress="off",
+                        sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature),
+                        policy_timeout=86_400.0)
+    shown = [False]
+
+    def show_turn(traj: Trajectory, turn: Turn) -> None:
+        if not shown[0]:
+            shown[0] = True
+            _print_messages(turn.observation)
+        console.print(f"[bold cyan]> {turn.action}[/]")
+        _print_messages(turn.feedback)
+
+    collector = Collector(cfg, _policy(policy), on_turn=show_turn)
+    summary = collector.run()
+    traj = collector.trajectories[0]
+    if traj.status == "failed":
+        err.print(f"[red]episode failed ({traj.failure_cause}): {traj.error}")
+    console.print(f"[bold]reward {traj.reward:g} after {len(traj.turns)} turns "
+                  f"({'solved' if traj.success else 'truncated' if traj.truncated else 'ended'})")
+    del summary
+
+
+@app.command()
+def collect(
+    env_id: Annotated[str, typer.Argument(help="environment id")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="store directory (re-running resumes)")],
+    policy: PolicyOpt = "random",
+    n: Annotated[int, typer.Option("-n", help="number of tasks")] = 8,
+    g: Annotated[int, typer.Option("-g", help="samples per task (group size)")] = 1,
+    k: Annotated[int, typer.Option("-k", help="concurrent episodes")] = 8,
+    seed: int = 0,
+    env_arg: EnvArgOpt = None,
+    max_tokens: int = 256,
+    temperature: float = 1.0,
+    top_logprobs: int = 0,
+    window: Annotated[int | None, typer.Option(help="past turns kept in the prompt (default: all)")] = None,
+    env_timeout: float = 120.0,
+    policy_timeout: float = 600.0,
+    episode_timeout: float = 3600.0,
+    env_retries: int = 0,
+    progress: Annotated[str, typer.Option(help="auto | bar | log | off")] = "auto",
+) -> None:
+    """Collect N tasks x G samples with K concurrent episodes into a resumable trajectory store."""
+    from agentenv.collector import CollectConfig, Collector
+    from agentenv.policy import SamplingParams
+    from agentenv.prompting import PromptConfig
+    from agentenv.store import TrajectoryStore
+
+    cfg = CollectConfig(
+        env_id=env_id, n_tasks=n, group_size=g, concurrency=k, seed=seed, env_kwargs=parse_kv(env_arg),
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature, top_logprobs=top_logprobs),
+        prompt=PromptConfig(window=window), env_timeout=env_timeout, policy_timeout=policy_timeout,
+        episode_timeout=episode_timeout, env_retries=env_retries, progress=progress,
+    )
+    collector = Collector(cfg, _policy(policy), TrajectoryStore(out))
+    summary = collector.run()
+    summary.print(console, title=f"{collector.env_id} with {collector.policy.name} -> {out}")
+
+
+@app.command()
+def show(
+    directory: Annotated[Path, typer.Argument(help="trajectory store directory")],
+    episode: Annotated[str | None, typer.Option(help="trajectory id to print (default: the first)")] = None,
+) -> None:
+    """Summarise a store and print one transcript, with token counts and which tokens are trained on."""
+    from agentenv.store import TrajectoryStore
+    from agentenv.summary import CollectSummary
+
+    if not (directory / "manifest.json").exists() and not (directory / "shards").is_dir():
+        raise FileNotFoundError(f"{directory} is not a trajectory store (no manifest.json or shards/)")
+    store = TrajectoryStore(directory)
+    summary = CollectSummary()
+    chosen: Trajectory | None = None
+    for traj in store.episodes(errors="skip"):
+        summary.add([traj])
+        if chosen is None and (episode is None or traj.trajectory_id == episode):
+            chosen = traj
+    summary.print(console, title=f"store {directory}")
+    if chosen is None:
+        raise ValueError(f"no episode {episode!r} in {directory}" if episode else f"{directory} holds no episodes")
+    _print_transcript(chosen)
+
+
+def _print_messages(messages: list[dict[str, Any]]) -> None:
+    for m in messages:
+        console.print(f"[dim]{m['role']}:[/] {m['content']}", markup=True, highlight=False)
+
+
+def _print_transcript(traj: Trajectory) -> None:
+    console.rule(f"{traj.trajectory_id}  reward {traj.reward:g}  {traj.status}"
+                 + (f" ({traj.failure_cause})" if traj.failure_cause else ""))
+    for turn in traj.turns:
+        console.print(f"[bold]turn {turn.index}[/]")
+        _print_messages(turn.observation)
+        full_prompt = len(traj.full_prompt_ids(turn.index)) if turn.prompt_ids or turn.prompt_offset else 0
+        trained = sum(turn.completion_mask)
+        console.print(f"[bold cyan]> {turn.action}[/]", highlight=False)
+        if turn.completion_ids or full_prompt:
+            console.print(
+                f"[dim]tokens: prompt {full_prompt} ({turn.prompt_offset} reused from the previous turn, "
+                f"{len(turn.prompt_ids)} new; not trained) | completion {len(turn.completion_ids)} "
+                f"([green]{trained} trained[/], {len(turn.completion_ids) - trained} masked) | "
+                f"actor {turn.actor}[/]")
+        else:
+            console.print(f"[dim]tokens: none recorded (policy {traj.policy_id} gives no token ids)[/]")
+        if not turn.action_valid:
+            console.print(f"[yellow]invalid action: {turn.info.get('parse_error', '')}[/]")
+    if traj.error:
+        console.print(f"[red]{traj.error}[/]")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad arguments and known errors get one line, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agentenv.policy import PolicyError
+    from agentenv.registry import UnknownEnvError
+
+    try:
+        app(argv, standalone_mode=False)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", getattr(e, "code", 0))
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:
+        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):  # click's usage errors
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, UnknownEnvError | ValueError | PolicyError | FileNotFoundError | ImportError | OSError):
+            err.print(f"[red]error:[/] {e}", highlight=False)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,461 @@
+"""The collector: N tasks x G samples over K concurrent episodes against one policy, on asyncio.
+
+Episodes are scheduled one by one: a worker that finishes an episode takes the next job at once, so a
+slow episode never holds a batch back. Env calls run off the event loop (async twins), every call has a
+timeout, and every episode runs inside a failure boundary: an env that raises or hangs, or a policy call
+that fails, ends that episode as ``failed`` with its cause and error recorded, and the run goes on.
+Finished episodes are group-committed to the store by one writer task (each write is one atomic shard),
+so a killed collection keeps every committed episode, and re-running it skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import logging
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agentenv.env import Env
+from agentenv.hooks import BranchRequest, BranchStrategy, TeacherMixing
+from agentenv.messages import Observation
+from agentenv.policy import Policy, PolicyOutput, PolicyRequest, SamplingParams
+from agentenv.progress import CollectProgress
+from agentenv.prompting import Conversation, PromptConfig
+from agentenv.registry import make, resolve_id
+from agentenv.summary import CollectSummary
+from agentenv.trajectory import Trajectory, Turn
+
+log = logging.getLogger("agentenv.collect")
+
+#: reset-info keys copied into ``Trajectory.extra`` (the summary reports success per task type)
+RECORDED_RESET_INFO = ("task_type", "task", "problem")
+
+
+@dataclass
+class CollectConfig:
+    env_id: str
+    n_tasks: int = 1
+    group_size: int = 1
+    concurrency: int = 8
+    seed: int = 0
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    #: seconds allowed for one env call (reset, step, expert) and for one policy call
+    env_timeout: float = 120.0
+    policy_timeout: float = 600.0
+    episode_timeout: float = 3600.0
+    #: infrastructure failures (env errors/timeouts) re-run on a fresh env up to this many times
+    env_retries: int = 0
+    #: a safety cap on turns on top of the env's own limits (the episode ends truncated)
+    max_turns: int = 1000
+    progress: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("n_tasks", "group_size", "concurrency", "max_turns"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("env_timeout", "policy_timeout", "episode_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.env_retries < 0:
+            raise ValueError(f"env_retries must be >= 0, got {self.env_retries}")
+
+    def run_identity(self) -> dict[str, Any]:
+        """What must match for a store to be resumed by this collection."""
+        return {"env_id": self.env_id, "env_kwargs": self.env_kwargs, "seed": self.seed,
+                "group_size": self.group_size, "sampling": asdict(self.sampling), "prompt": asdict(self.prompt)}
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    order: int
+    task_index: int = field(compare=False)
+    sample_index: int = field(compare=False)
+    attempt: int = field(default=0, compare=False)
+    parent: Trajectory | None = field(default=None, compare=False)
+    branch: BranchRequest | None = field(default=None, compare=False)
+    child_index: int = field(default=0, compare=False)
+
+
+class EpisodeFailure(Exception):
+    def __init__(self, cause: str, error: str):
+        super().__init__(error)
+        self.cause, self.error = cause, error
+
+
+class Collector:
+    """Runs a collection; see the module docstring. ``store`` may be None (results kept in memory)."""
+
+    def __init__(
+        self,
+        config: CollectConfig,
+        policy: Policy,
+        store: Any = None,
+        *,
+        branching: BranchStrategy | None = None,
+        teacher: TeacherMixing | None = None,
+        env_factory: Callable[[], Env] | None = None,
+        on_turn: Callable[[Trajectory, Turn], None] | None = None,
+    ):
+        self.config = config
+        self.policy = policy
+        self.store = store
+        self.branching = branching
+        self.teacher = teacher
+        self.on_turn = on_turn
+        self.env_id = config.env_id if env_factory else resolve_id(config.env_id)
+        self._env_factory = env_factory or (lambda: make(self.env_id, **config.env_kwargs))
+        self._order = itertools.count()
+        self.trajectories: list[Trajectory] = []
+
+    # ----- ids and seeds -----------------------------------------------------------------------------
+    def task_seed(self, task_index: int) -> int:
+        return self.config.seed + task_index
+
+    def trajectory_id(self, task_index: int, sample_index: int, attempt: int = 0) -> str:
+        base = f"t{task_index:06d}-s{sample_index:03d}"
+        return base if attempt == 0 else f"{base}-a{attempt}"
+
+    def _sampling_seed(self, trajectory_id: str, turn: int) -> int:
+        return zlib.crc32(f"{self.config.seed}/{trajectory_id}/{turn}".encode()) & 0x7FFFFFFF
+
+    # ----- the run -----------------------------------------------------------------------------------
+    def run(self) -> CollectSummary:
+        return asyncio.run(self.arun())
+
+    async def arun(self) -> CollectSummary:
+        cfg = self.config
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        # sync envs run in threads; the default executor (cpu+4 threads) would serialise K episodes
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=cfg.concurrency + 4,
+                                                     thread_name_prefix="agentenv-env"))
+        done = await self._finished_keys()
+        jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
+        total = cfg.n_tasks * cfg.group_size
+        for task in range(cfg.n_tasks):
+            for sample in range(cfg.group_size):
+                if (task, sample) not in done:
+                    jobs.put_nowait(_Job(1, next(self._order), task, sample))
+        summary = CollectSummary(skipped=total - jobs.qsize())
+        results: asyncio.Queue[Trajectory | None] = asyncio.Queue()
+        with CollectProgress(total, summary.skipped, mode=cfg.progress) as progress:
+            writer = asyncio.create_task(self._writer(results, summary, progress))
+            workers = [asyncio.create_task(self._worker(jobs, results)) for _ in range(cfg.concurrency)]
+            try:
+                await jobs.join()
+            finally:
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                await results.put(None)
+                await writer
+        summary.wall_seconds = time.monotonic() - started
+        return summary
+
+    async def _finished_keys(self) -> set[tuple[int, int]]:
+        if self.store is None:
+            return set()
+        await asyncio.to_thread(self.store.open_run, self.config.run_identity())
+        rows = await asyncio.to_thread(self.store.keys)
+        done = set()
+        for row in rows:
+            _, task, sample, attempt, status = row
+            if status != "failed" or attempt >= self.config.env_retries:
+                done.add((int(task), int(sample)))
+        return done
+
+    async def _writer(self, results: asyncio.Queue[Trajectory | None], summary: CollectSummary,
+                      progress: CollectProgress) -> None:
+        finished = False
+        while not finished:
+            batch: list[Trajectory] = []
+            item = await results.get()
+            while True:
+                if item is None:
+                    finished = True
+                else:
+                    batch.append(item)
+                if finished or results.empty() or len(batch) >= 512:
+                    break
+                item = results.get_nowait()
+            if not batch:
+                continue
+            if self.store is not None:
+                await self._write_with_retries(batch)
+            else:
+                self.trajectories.extend(batch)
+            summary.add(batch)
+            progress.add(batch)
+
+    async def _write_with_retries(self, batch: list[Trajectory], attempts: int = 5) -> None:
+        for attempt in range(attempts):
+            try:
+                await asyncio.to_thread(self.store.write, batch)
+                return
+            except OSError as e:
+                if attempt == attempts - 1:
+                    raise
+                log.error("writing %d episodes failed (%s); retrying", len(batch), e)
+                await asyncio.sleep(0.5 * 2**attempt)
+
+    async def _worker(self, jobs: asyncio.PriorityQueue[_Job], results: asyncio.Queue[Trajectory | None]) -> None:
+        env: Env | None = None
+        try:
+            while True:
+                job = await jobs.get()
+                try:
+                    if env is None:
+                        env = await self._new_env()
+                    traj, env_ok = await self._run_job(env, job) if env is not None else (self._failed_job(job), False)
+                    if not env_ok and env is not None:
+                        self._discard(env)
+                        env = None
+                    await results.put(traj)
+                    self._schedule_followups(jobs, job, traj)
+                except Exception as e:  # a bug here must not lose the job silently
+                    log.exception("internal error on job %s", job)
+                    traj = self._new_trajectory(job)
+                    traj.status, traj.failure_cause, traj.error = "failed", "internal", repr(e)
+                    await results.put(traj)
+                finally:
+                    jobs.task_done()
+        finally:
+            if env is not None:
+                self._discard(env)
+
+    async def _new_env(self) -> Env | None:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._env_factory), self.config.env_timeout)
+        except Exception as e:
+            self._env_error = f"could not create env {self.env_id}: {e!r}"
+            log.error(self._env_error)
+            return None
+
+    def _failed_job(self, job: _Job) -> Trajectory:
+        traj = self._new_trajectory(job)
+        traj.status, traj.failure_cause = "failed", "env_error"
+        traj.error = getattr(self, "_env_error", "could not create env")
+        return traj
+
+    def _discard(self, env: Env) -> None:
+        """Close an env that may be broken or hung, without waiting on it."""
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(env.close_async(), 10)
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing = getattr(self, "_closing", set())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _schedule_followups(self, jobs: asyncio.PriorityQueue[_Job], job: _Job, traj: Trajectory) -> None:
+        if traj.status == "failed" and traj.failure_cause in ("env_error", "env_timeout") \
+                and job.attempt < self.config.env_retries:
+            jobs.put_nowait(replace(job, priority=0, order=next(self._order), attempt=job.attempt + 1))
+        if self.branching is not None and traj.status == "ok":
+            for request in self.branching.branches(traj):
+                for k in range(request.count):
+                    jobs.put_nowait(_Job(0, next(self._order), job.task_index, job.sample_index,
+                                         parent=traj, branch=request, child_index=k))
+
+    # ----- one episode -------------------------------------------------------------------------------
+    def _new_trajectory(self, job: _Job) -> Trajectory:
+        cfg = self.config
+        if job.parent is not None and job.branch is not None:
+            parent = job.parent
+            tid = f"{parent.trajectory_id}-b{job.branch.turn}.{job.child_index}"
+            extra = {"parent": {"tree_id": parent.tree_id or parent.trajectory_id}}
+            return Trajectory(
+                trajectory_id=tid, group_id=parent.group_id, task_id=parent.task_id,
+                task_index=parent.task_index, sample_index=parent.sample_index, seed=parent.seed,
+                env_id=self.env_id, env_kwargs=cfg.env_kwargs, policy_id=self.policy.name,
+                policy_version=self.policy.version, tree_id=extra["parent"]["tree_id"],
+                parent_trajectory_id=parent.trajectory_id, branch_turn=job.branch.turn, kind=job.branch.kind,
+                started_at=time.time(),
+            )
+        tid = self.trajectory_id(job.task_index, job.sample_index, job.attempt)
+        return Trajectory(
+            trajectory_id=tid, group_id=f"t{job.task_index:06d}", task_id=f"t{job.task_index:06d}",
+            task_index=job.task_index, sample_index=job.sample_index, seed=self.task_seed(job.task_index),
+            env_id=self.env_id, env_kwargs=cfg.env_kwargs, policy_id=self.policy.name,
+            policy_version=self.policy.version, attempt=job.attempt, started_at=time.time(),
+        )
+
+    async def _run_job(self, env: Env, job: _Job) -> tuple[Trajectory, bool]:
+        """Run one episode; returns it and whether ``env`` is still fit for reuse."""
+        traj = self._new_trajectory(job)
+        try:
+            async with asyncio.timeout(self.config.episode_timeout):
+                await self._play(env, traj, job)
+        except EpisodeFailure as e:
+            traj.status, traj.failure_cause, traj.error = "failed", e.cause, e.error
+        except TimeoutError:
+            traj.status, traj.failure_cause = "failed", "episode_timeout"
+            traj.error = f"episode exceeded {self.config.episode_timeout} s"
+        traj.finished_at = time.time()
+        traj.reward = sum(t.reward for t in traj.turns)
+        env_ok = traj.status == "ok" or traj.failure_cause in ("policy_error", "policy_timeout")
+        return traj, env_ok
+
+    async def _env_call(self, what: str, coro: Any) -> Any:
+        try:
+            return await asyncio.wait_for(coro, self.config.env_timeout)
+        except TimeoutError:
+            raise EpisodeFailure("env_timeout", f"env {what} took longer than {self.config.env_timeout} s") from None
+        except Exception as e:
+            raise EpisodeFailure("env_error", f"env {what} raised {e!r}\n{_tb(e)}") from None
+
+    async def _policy_call(self, policy: Policy, request: PolicyRequest) -> PolicyOutput:
+        try:
+            outputs = await asyncio.wait_for(policy.act([request]), self.config.policy_timeout)
+        except TimeoutError:
+            raise EpisodeFailure("policy_timeout",
+                                 f"policy call took longer than {self.config.policy_timeout} s") from None
+        except Exception as e:
+            raise EpisodeFailure("policy_error", f"policy {policy.name} raised {e!r}\n{_tb(e)}") from None
+        if len(outputs) != 1 or not isinstance(outputs[0], PolicyOutput):
+            raise EpisodeFailure("policy_error", f"policy {policy.name} returned {outputs!r:.200} for one request")
+        return outputs[0]
+
+    async def _play(self, env: Env, traj: Trajectory, job: _Job) -> None:
+        cfg = self.config
+        obs, info = await self._env_call("reset", env.reset_async(seed=traj.seed))
+        for key in RECORDED_RESET_INFO:
+            if key in info:
+                traj.extra[key] = info[key]
+        conv = Conversation(cfg.prompt)
+        conv.start(obs)
+        tools = obs.get("tools")
+        if job.parent is not None and job.branch is not None:
+            obs = await self._replay_prefix(env, traj, conv, job.parent, job.branch.turn, obs)
+        for index in range(len(traj.turns), cfg.max_turns):
+            tools = obs.get("tools", tools)
+            turn, obs = await self._turn(env, traj, conv, index, obs, tools)
+            traj.turns.append(turn)
+            if self.on_turn is not None:
+                self.on_turn(traj, turn)
+            if turn.terminated or turn.truncated:
+                traj.terminated, traj.truncated = turn.terminated, turn.truncated
+                return
+        traj.truncated = True
+        traj.extra["truncated_by"] = "collector_max_turns"
+
+    async def _turn(self, env: Env, traj: Trajectory, conv: Conversation, index: int, obs: Observation,
+                    tools: list[dict[str, Any]] | None) -> tuple[Turn, Observation]:
+        messages = conv.messages()
+        continuation = conv.continuation(messages)
+        sampling = replace(self.config.sampling, seed=self._sampling_seed(traj.trajectory_id, index))
+        request = PolicyRequest(messages=messages, sampling=sampling, tools=tools,
+                                admissible=obs.get("admissible"), continuation=continuation,
+                                trajectory_id=traj.trajectory_id, turn=index)
+        teacher = self.teacher
+        if self.policy.wants_expert or (teacher is not None and teacher.teacher.wants_expert):
+            request.expert_action = await self._env_call("expert_action", env.expert_action_async())
+        t0 = time.monotonic()
+        teacher_out: PolicyOutput | None = None
+        teacher_acts = teacher is not None and teacher.teacher_acts(traj.trajectory_id, index)
+        if teacher is not None and (teacher_acts or teacher.label_all_states):
+            teacher_out = await self._policy_call(teacher.teacher, request)
+        out = teacher_out if teacher_acts and teacher_out is not None else await self._policy_call(self.policy, request)
+        policy_seconds = time.monotonic() - t0
+        t1 = time.monotonic()
+        next_obs, reward, terminated, truncated, info = await self._env_call("step", env.step_async(out.text))
+        env_seconds = time.monotonic() - t1
+        turn = self._make_turn(index, obs, out, request, next_obs, reward, terminated, truncated, info)
+        turn.policy_seconds, turn.env_seconds = policy_seconds, env_seconds
+        if teacher_out is not None:
+            turn.teacher_action = teacher_out.text
+            turn.teacher_completion_ids = list(teacher_out.completion_ids or [])
+        if teacher_acts:
+            turn.actor = "teacher"
+            turn.completion_mask = [0] * len(turn.completion_ids)
+        conv.record(messages, out, out.text, next_obs)
+        return turn, next_obs
+
+    def _make_turn(self, index: int, obs: Observation, out: PolicyOutput, request: PolicyRequest,
+                   next_obs: Observation, reward: float, terminated: bool, truncated: bool,
+                   info: dict[str, Any]) -> Turn:
+        prompt_ids, offset = list(out.prompt_ids or []), 0
+        cont = request.continuation
+        if cont is not None and prompt_ids:
+            prefix = cont.prompt_ids + cont.completion_ids
+            if prompt_ids[: len(prefix)] == prefix:
+                prompt_ids, offset = prompt_ids[len(prefix):], len(prefix)
+        completion = list(out.completion_ids or [])
+        info = dict(info)
+        parsed = info.pop("parsed_action", None) or {}
+        return Turn(
+            index=index, observation=[dict(m) for m in obs["messages"]], action=out.text,
+            prompt_ids=prompt_ids, prompt_offset=offset, completion_ids=completion,
+            completion_mask=[1] * len(completion), logprobs=list(out.logprobs or []),
+            top_ids=[list(x) for x in out.top_ids or []], top_logprobs=[list(x) for x in out.top_logprobs or []],
+            entropies=list(out.entropies or []), entropy_kind=out.entropy_kind, finish_reason=out.finish_reason,
+            tool_calls=list(parsed.get("tool_calls") or []), action_valid=bool(info.get("action_valid", True)),
+            feedback=[dict(m) for m in next_obs["messages"]], reward=float(reward), terminated=bool(terminated),
+            truncated=bool(truncated), anchor_key=str(info.pop("anchor_key", None) or anchor_key(obs)),
+            admissible=obs.get("admissible"), info=info, policy_version=out.policy_version,
+        )
+
+    async def _replay_prefix(self, env: Env, traj: Trajectory, conv: Conversation, parent: Trajectory,
+                             turn: int, obs: Observation) -> Observation:
+        """Re-run the parent's first ``turn`` actions and copy those turns, checking the env agrees."""
+        if not 0 <= turn < len(parent.turns):
+            raise EpisodeFailure("internal", f"cannot branch {parent.trajectory_id} at turn {turn}")
+        for index in range(turn):
+            recorded = parent.turns[index]
+            messages = conv.messages()
+            next_obs, *_ = await self._env_call("step", env.step_async(recorded.action))
+            if [dict(m) for m in next_obs["messages"]] != recorded.feedback:
+                raise EpisodeFailure("env_error", f"replaying {parent.trajectory_id} diverged at turn {index}: "
+                                     "the env is not deterministic under its seed")
+            copied = copy.deepcopy(recorded)
+            traj.turns.append(copied)
+            full_prompt = parent.full_prompt_ids(index)
+            conv.record(messages, PolicyOutput(text=recorded.action, prompt_ids=full_prompt or None,
+                                               completion_ids=recorded.completion_ids or None),
+                        recorded.action, next_obs)
+            obs = next_obs
+        return obs
+
+
+def anchor_key(obs: Observation) -> str:
+    """The default canonical form of the current observation: its message texts, without history."""
+    return "\n".join(m["content"] for m in obs.get("messages", []))
+
+
+def _tb(e: BaseException) -> str:
+    return "".join(traceback.format_exception(e)[-3:])[-2000:]
+
+
+def collect(
+    env_id: str,
+    policy: Policy,
+    *,
+    n_tasks: int = 1,
+    group_size: int = 1,
+    concurrency: int = 8,
+    out: str | Path | None = None,
+    **config: Any,
+) -> tuple[CollectSummary, list[Trajectory]]:
+    """Collect and return the summary and the trajectories (read back from ``out`` when given)."""
+    cfg = CollectConfig(env_id=env_id, n_tasks=n_tasks, group_size=group_size, concurrency=concurrency, **config)
+    store = None
+    if out is not None:
+        from agentenv.store import TrajectoryStore
+
+        store = TrajectoryStore(Path(out))
+    collector = Collector(cfg, policy, store)
+    summary = collector.run()
+    trajectories = list(store.episodes()) if store is not None else collector.trajectories
+    return summary, trajectories

@@ -1,0 +1,139 @@
+"""Fakes and fixtures for testing environments, policies and collection without a model.
+
+The project's own tests use these; users test their envs the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agentenv.env import Env, StepResult
+from agentenv.messages import Observation, observation
+from agentenv.parsing import ParsedAction
+from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest
+from agentenv.rendering import ChatRenderer, ChatTokenizer
+
+
+class ScriptedPolicy:
+    """Answers each request with ``respond(request)`` (a function) or the next item of a list."""
+
+    wants_expert = False
+
+    def __init__(self, respond: Callable[[PolicyRequest], str] | Sequence[str], name: str = "scripted",
+                 latency: float = 0.0, wants_expert: bool = False):
+        self.name, self.version, self.latency = name, 0, latency
+        self.wants_expert = wants_expert
+        self._respond = respond
+        self.calls = 0
+
+    async def act(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        outs = []
+        for r in requests:
+            if callable(self._respond):
+                text = self._respond(r)
+            else:
+                text = self._respond[min(self.calls, len(self._respond) - 1)]
+            self.calls += 1
+            outs.append(PolicyOutput(text=text))
+        return outs
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FailingPolicy(ScriptedPolicy):
+    """Raises :class:`PolicyError` for the trajectories ``fail_on`` names (all when None), else delegates."""
+
+    def __init__(self, respond: Callable[[PolicyRequest], str] | Sequence[str], fail_on: set[str] | None = None,
+                 at_turn: int = 0, hang: bool = False):
+        super().__init__(respond, name="failing")
+        self.fail_on, self.at_turn, self.hang = fail_on, at_turn, hang
+
+    async def act(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
+        for r in requests:
+            if (self.fail_on is None or r.trajectory_id in self.fail_on) and r.turn == self.at_turn:
+                if self.hang:
+                    await asyncio.sleep(3600)
+                raise PolicyError(f"injected failure for {r.trajectory_id}")
+        return await super().act(requests)
+
+
+class TokenizingPolicy:
+    """Wraps a text policy and adds real token ids (via :class:`ChatRenderer`), with no model.
+
+    The completion is the tokenized text plus an end token; there are no log-probs. Used to test
+    prefix-stable rendering and token bookkeeping through the collector cheaply.
+    """
+
+    def __init__(self, inner: Any, tokenizer: ChatTokenizer, eos_id: int):
+        self.inner, self.renderer, self.eos_id = inner, ChatRenderer(tokenizer), eos_id
+        self.name, self.version, self.wants_expert = f"tok-{inner.name}", 0, inner.wants_expert
+
+    async def act(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
+        outs = await self.inner.act(requests)
+        for r, out in zip(requests, outs, strict=True):
+            out.prompt_ids = self.renderer.render(r.messages, r.continuation, r.tools)
+            out.completion_ids = [*self.renderer.encode(out.text), self.eos_id]
+        return outs
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class CountdownEnv(Env):
+    """A minimal deterministic env: say the number shown minus one until zero (for collector tests).
+
+    ``raise_at`` / ``hang_at`` inject faults at a turn for seeds in ``faulty_seeds`` (all seeds if None);
+    ``step_seconds`` makes each step take that long (blocking, as a slow sync env would).
+    """
+
+    family = "test"
+
+    def __init__(self, start: int = 3, raise_at: int | None = None, hang_at: int | None = None,
+                 faulty_seeds: set[int] | None = None, step_seconds: float = 0.0, hang_seconds: float = 3.0,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.start, self.raise_at, self.hang_at = start, raise_at, hang_at
+        self.faulty_seeds, self.step_seconds, self.hang_seconds = faulty_seeds, step_seconds, hang_seconds
+        self.value, self.seed_used = start, 0
+
+    def _faulty(self) -> bool:
+        return self.faulty_seeds is None or self.seed_used in self.faulty_seeds
+
+    def _reset(self, options: dict[str, Any] | None) -> tuple[Observation, dict[str, Any]]:
+        self.seed_used = int(self.np_random.integers(0, 2**31)) if self.np_random_seed is None else int(
+            self.np_random_seed)
+        self.value = self.start + int(self.np_random.integers(0, 3))
+        return observation(f"Count down from {self.value}. Reply 'Action: <number>'.",
+                           admissible=[str(self.value - 1)]), {"task_type": "countdown"}
+
+    def _step(self, action: ParsedAction) -> StepResult:
+        if self.step_seconds:
+            time.sleep(self.step_seconds)
+        if self._faulty() and self.raise_at == self.turn:
+            raise RuntimeError("injected env failure")
+        if self._faulty() and self.hang_at == self.turn:
+            time.sleep(self.hang_seconds)
+        self.value -= 1
+        done = self.value <= 0
+        return StepResult(observation("Done!" if done else f"Now {self.value}.",
+                                      admissible=[] if done else [str(self.value - 1)]),
+                          reward=1.0 if done else 0.0, terminated=done)
+
+    def admissible_actions(self) -> list[str]:
+        return [str(self.value - 1)]
+
+    def expert_action(self) -> str | None:
+        return f"Action: {self.value - 1}"
+
+
+def expert_text(request: PolicyRequest) -> str:
+    """A respond function for :class:`ScriptedPolicy` that plays the first admissible action."""
+    if request.admissible:
+        return f"Action: {request.admissible[0]}"
+    return "Action: none"
