@@ -118,6 +118,8 @@ class Collector:
         self._env_factory = env_factory or (lambda: make(self.env_id, **config.env_kwargs))
         self._order = itertools.count()
         self.trajectories: list[Trajectory] = []
+        self._closing: set[asyncio.Task[None]] = set()
+        self._env_error = ""
 
     # ----- ids and seeds -----------------------------------------------------------------------------
     def task_seed(self, task_index: int) -> int:
@@ -139,8 +141,8 @@ class Collector:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         # sync envs run in threads; the default executor (cpu+4 threads) would serialise K episodes
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=cfg.concurrency + 4,
-                                                     thread_name_prefix="agentenv-env"))
+        executor = ThreadPoolExecutor(max_workers=cfg.concurrency + 4, thread_name_prefix="agentenv-env")
+        loop.set_default_executor(executor)
         done = await self._finished_keys()
         jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
         total = cfg.n_tasks * cfg.group_size
@@ -161,6 +163,11 @@ class Collector:
                 await asyncio.gather(*workers, return_exceptions=True)
                 await results.put(None)
                 await writer
+                if self._closing:
+                    await asyncio.wait(self._closing, timeout=15)
+                # a hung env call keeps its thread; do not let it hold up the end of the run
+                loop.set_default_executor(ThreadPoolExecutor(max_workers=4))
+                executor.shutdown(wait=False, cancel_futures=True)
         summary.wall_seconds = time.monotonic() - started
         return summary
 
@@ -246,7 +253,7 @@ class Collector:
     def _failed_job(self, job: _Job) -> Trajectory:
         traj = self._new_trajectory(job)
         traj.status, traj.failure_cause = "failed", "env_error"
-        traj.error = getattr(self, "_env_error", "could not create env")
+        traj.error = self._env_error or "could not create env"
         return traj
 
     def _discard(self, env: Env) -> None:
@@ -255,7 +262,6 @@ class Collector:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(env.close_async(), 10)
         task = asyncio.get_running_loop().create_task(close())
-        self._closing = getattr(self, "_closing", set())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
