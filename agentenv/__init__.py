@@ -4,12 +4,13 @@
 ``agentenv.policies``, ``agentenv.trainers`` and ``agentenv.sandboxes``.
 """
 
+from agentenv.checker import CheckReport, EnvContractError, check_env
 from agentenv.env import Env, ResetNeeded, StepResult
 from agentenv.messages import Message, Observation, message, observation
 from agentenv.parsing import ActionParseError, ParsedAction, ReActParser, ToolCall, ToolCallParser
 from agentenv.policy import Continuation, Policy, PolicyError, PolicyOutput, PolicyRequest, SamplingParams
 from agentenv.prompting import Conversation, PromptConfig
-from agentenv.registry import EnvInfo, UnknownEnvError, make, register, registered_envs
+from agentenv.registry import EnvInfo, UnknownEnvError, load_plugins, make, register, registered_envs
 from agentenv.trajectory import SCHEMA_VERSION, Trajectory, Turn
 
 __version__ = "0.1.0"
@@ -17,9 +18,11 @@ __version__ = "0.1.0"
 __all__ = [
     "SCHEMA_VERSION",
     "ActionParseError",
+    "CheckReport",
     "Continuation",
     "Conversation",
     "Env",
+    "EnvContractError",
     "EnvInfo",
     "Message",
     "Observation",
@@ -38,9 +41,14 @@ __all__ = [
     "Trajectory",
     "Turn",
     "UnknownEnvError",
+    "check_env",
     "make",
     "message",
     "observation",
     "register",
     "registered_envs",
 ]
+
+# Register the built-in and plugin envs now so that `gymnasium.make("agentenv/...")` works after
+# `import agentenv`; env classes are lazy "module:Class" strings, so this imports none of them.
+load_plugins()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -195,10 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
+    except click.ClickException as e:  # usage errors: bad option, missing argument
+        e.show()
+        sys.exit(e.exit_code)
     except Exception as e:
-        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):  # click's usage errors
-            e.show()
-            sys.exit(e.exit_code)
         if isinstance(e, UnknownEnvError | ValueError | PolicyError | FileNotFoundError | ImportError | OSError):
             err.print(f"[red]error:[/] {e}", highlight=False)
             sys.exit(2)

@@ -44,7 +44,7 @@ class StepResult:
 class Env(gym.Env[Observation, str]):
     """Base class of agentenv environments (see the module docstring for the contract)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}  # type: ignore[misc]  # gymnasium: instance var
     #: the environment family shown by ``agentenv envs`` (alfworld, web, code, swe, gui, puzzle...)
     family: ClassVar[str] = "custom"
 
@@ -115,7 +115,7 @@ class Env(gym.Env[Observation, str]):
             result.truncated = True
             result.info["truncated_by"] = "max_turns"
         self._done = result.terminated or result.truncated
-        self._transcript += [f"> {action[:500]}", _render_obs(result.observation)]
+        self._transcript += [f"> {str(action)[:500]}", _render_obs(result.observation)]
         return result.observation, float(result.reward), result.terminated, result.truncated, result.info
 
     def _apply(self, action: Any) -> StepResult:
@@ -150,7 +150,7 @@ class Env(gym.Env[Observation, str]):
             info=info,
         )
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         return "\n".join(self._transcript) if self.render_mode == "ansi" else None
 
     def close(self) -> None:
@@ -178,4 +178,7 @@ class Env(gym.Env[Observation, str]):
 
 
 def _render_obs(obs: Observation) -> str:
-    return "\n".join(m["content"] for m in obs.get("messages", []))
+    # Tolerant of malformed observations: the transcript is for people, and a crash here would hide the
+    # env's real bug from agentenv.checker's observation_format check.
+    msgs = obs.get("messages", []) if isinstance(obs, dict) else [obs]
+    return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in msgs)

@@ -126,7 +126,9 @@ class ToolCallParser:
         except ActionParseError as first:
             # A JSON value followed by prose ("{...} I will now wait") is common model output.
             try:
-                value, _ = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(blob)
+                value, end = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(blob)
+                if _depth(blob[:end]) > MAX_JSON_DEPTH:  # the fallback must keep loads_strict's depth limit
+                    raise ActionParseError("nested too deep")
                 return value
             except (ValueError, RecursionError, ActionParseError):
                 raise ActionParseError(f"{first}. {self.format_help}") from None
@@ -186,7 +188,7 @@ def check_arguments(name: str, args: dict[str, Any], schema: dict[str, Any]) -> 
                 raise ActionParseError(f"{name}: argument {key!r} must be <= {spec['maximum']}")
 
 
-_ACTION_LINE = re.compile(r"^\s*\**Action\**\s*:\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
+_ACTION_LINE = re.compile(r"^\s*\**Action\**\s*:\**\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 class ReActParser:

@@ -1,9 +1,10 @@
 """Environment registration on top of gymnasium's own registry.
 
 Built-in and third-party environments are registered the same way: an entry point in the
-``agentenv.envs`` group names a function that calls :func:`register`. Entry points are loaded lazily, the
-first time an id is looked up, so importing agentenv stays cheap. Environment classes are themselves lazy
-(``"module:Class"``), so listing environments imports none of them.
+``agentenv.envs`` group names a function that calls :func:`register`. Entry points are loaded when
+``agentenv`` is imported (so that ``gymnasium.make("agentenv/...")`` finds them) and at the latest the first
+time an id is looked up. Environment classes are lazy (``"module:Class"``), so loading the entry points and
+listing environments imports none of them and importing agentenv stays cheap.
 """
 
 from __future__ import annotations

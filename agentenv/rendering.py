@@ -30,7 +30,7 @@ class ChatRenderer:
 
     def __init__(self, tokenizer: ChatTokenizer):
         self.tokenizer = tokenizer
-        self._base = [
+        self._base: list[dict[str, Any]] = [
             {"role": "system", "content": "s"},
             {"role": "user", "content": "u"},
             {"role": "assistant", "content": _PROBE},
@@ -71,7 +71,7 @@ class ChatRenderer:
         return close[len(tail):] if close.startswith(tail) else close
 
     def _delta(self, new: list[Message]) -> str:
-        full = self.text([*self._base, *new], add_generation_prompt=True)
+        full = self.text([*self._base, *(dict(m) for m in new)], add_generation_prompt=True)
         if not full.startswith(self._base_text):
             raise ValueError("the chat template is not prefix-stable: appending messages changes earlier text")
         return full[len(self._base_text):]
