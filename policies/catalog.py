@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _convert_model(name: str, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     entry = _entry(name)
-    model = AutoModelForCausalLM.from_pretrained(_gguf_folder(entry), gguf_file=entry.gguf_file)
+    model: Any = cast(Any, AutoModelForCausalLM.from_pretrained(_gguf_folder(entry), gguf_file=entry.gguf_file))
     # transformers marks GGUF-loaded models as quantized and refuses to save them; the weights are already
     # dequantized to fp32, so clearing the marker saves a plain checkpoint.
     model.hf_quantizer = None

@@ -1,0 +1,247 @@
+"""An in-process transformers policy: batched, token-exact, with its own sampling loop.
+
+Concurrent ``act`` calls (one per episode) put their requests on a queue; one background task gathers up
+to ``max_batch_size`` of them within ``batch_wait_ms`` and runs one batched generation in a worker thread,
+so the event loop never blocks. Prompts are rendered with :class:`~agentenv.rendering.ChatRenderer`, so a
+request's :class:`~agentenv.policy.Continuation` is extended rather than re-tokenized.
+
+The sampling loop is ours (left padding, attention mask, position ids, KV cache) so that every sampled
+token comes with its log-prob under the distribution it was drawn from (``logits / temperature``, then
+top-p, renormalised), the top-k log-probs of that distribution and its exact entropy. Greedy decoding
+(``temperature == 0``) reports these statistics for temperature 1 (with top-p), where they are informative.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest, SamplingParams
+from agentenv.rendering import ChatRenderer
+
+from .catalog import resolve_model
+
+
+@dataclass
+class _Row:
+    """One request's generation state."""
+
+    prompt: list[int]
+    params: SamplingParams
+    limit: int
+    generator: torch.Generator | None
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top_ids: list[list[int]] = field(default_factory=list)
+    top_logprobs: list[list[float]] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
+    finish: str | None = None
+
+
+class TransformersPolicy:
+    """Serves a local Hugging Face causal LM (a directory or a catalog name, see :mod:`.catalog`).
+
+    ``batch_sizes`` counts the generations run per batch size (``{batch size: number of batches}``).
+    """
+
+    wants_expert = False
+
+    def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", max_batch_size: int = 16,
+                 batch_wait_ms: float = 5, name: str | None = None):
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        torch_dtype = getattr(torch, dtype, None)
+        if not isinstance(torch_dtype, torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+        path = resolve_model(model)
+        self.name = name or path.name
+        self.version = 0
+        self.device = torch.device(device)
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_ms / 1000
+        self.tokenizer: Any = cast(Any, AutoTokenizer.from_pretrained(path))
+        self.model: Any = cast(Any, AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype))
+        self.model.to(self.device).eval()
+        self.renderer = ChatRenderer(self.tokenizer)
+        self.eos_ids = self._eos_ids()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        # transformers 5.x renamed `past_key_values` to `cache`
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.batch_sizes: Counter[int] = Counter()
+        self._queue: asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)}
+        vocab = self.tokenizer.get_vocab()
+        ids |= {vocab.get("<|endoftext|>"), vocab.get("<|im_end|>") if self.tokenizer.chat_template else None}
+        out: set[int] = set()
+        for i in ids:
+            out |= set(i) if isinstance(i, list) else {i} if isinstance(i, int) else set()
+        if not out:
+            raise ValueError("the tokenizer defines no end-of-sequence token")
+        return out
+
+    # ----- the Policy protocol ------------------------------------------------------------------------------
+    async def act(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
+        if self._closed:
+            raise PolicyError(f"policy {self.name} is closed")
+        queue = self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for request in requests:
+            future: asyncio.Future[PolicyOutput] = loop.create_future()
+            queue.put_nowait((request, future))
+            futures.append(future)
+        return list(await asyncio.gather(*futures))
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._worker is not None and self._loop is asyncio.get_running_loop():
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        while self._queue is not None and not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(PolicyError(f"policy {self.name} was closed"))
+        self._worker = self._queue = None
+
+    # ----- batching -----------------------------------------------------------------------------------------
+    def _ensure_worker(self) -> asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]]:
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._worker is None or self._worker.done() or self._loop is not loop:
+            self._loop, self._queue = loop, asyncio.Queue()  # (a new event loop gets its own queue and task)
+            self._worker = loop.create_task(self._batch_loop(self._queue), name=f"{self.name}-batcher")
+        return self._queue
+
+    async def _batch_loop(self, queue: asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]]) -> None:
+        while True:
+            batch = [await queue.get()]
+            # Let the other episodes' requests arrive (sleeping, not waiting on the queue with a timeout,
+            # which can lose an item on Python 3.11), then take what is there.
+            if queue.qsize() < self.max_batch_size - 1:
+                await asyncio.sleep(self.batch_wait_s)
+            while len(batch) < self.max_batch_size and not queue.empty():
+                batch.append(queue.get_nowait())
+            batch = [(r, f) for r, f in batch if not f.done()]  # drop requests whose caller gave up
+            if not batch:
+                continue
+            self.batch_sizes[len(batch)] += 1
+            try:
+                results = await asyncio.to_thread(self._run_batch, [r for r, _ in batch])
+            except asyncio.CancelledError:
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(PolicyError(f"policy {self.name} was closed"))
+                raise
+            except Exception as e:  # a bug in the batching code itself: fail this batch, keep serving
+                results = [PolicyError(f"generation failed: {e!r}") for _ in batch]
+            for (_, f), result in zip(batch, results, strict=True):
+                if f.done():
+                    continue
+                if isinstance(result, BaseException):
+                    f.set_exception(result)
+                else:
+                    f.set_result(result)
+
+    # ----- generation (worker thread) -----------------------------------------------------------------------
+    def _run_batch(self, requests: list[PolicyRequest]) -> list[PolicyOutput | BaseException]:
+        results: list[PolicyOutput | BaseException] = [PolicyError("not run")] * len(requests)
+        rows: dict[int, _Row] = {}
+        for i, request in enumerate(requests):
+            try:
+                prompt = self.renderer.render(request.messages, request.continuation, request.tools)
+            except Exception as e:
+                results[i] = PolicyError(f"could not render the prompt with the chat template: {e}")
+                continue
+            if len(prompt) >= self.max_context:
+                results[i] = PolicyError(
+                    f"the prompt has {len(prompt)} tokens but {self.name} has a context of {self.max_context} "
+                    "tokens (max_position_embeddings); shorten the conversation (PromptConfig.window)")
+                continue
+            sp = request.sampling
+            generator = None
+            if sp.seed is not None:
+                generator = torch.Generator(self.device).manual_seed(sp.seed)
+            rows[i] = _Row(prompt, sp, min(sp.max_tokens, self.max_context - len(prompt)), generator)
+        if rows:
+            try:
+                self._generate(list(rows.values()))
+            except Exception as e:
+                for i in rows:
+                    results[i] = PolicyError(f"generation failed: {e!r}")
+                return results
+        for i, row in rows.items():
+            results[i] = PolicyOutput(
+                text=self.tokenizer.decode(row.ids, skip_special_tokens=True),
+                prompt_ids=row.prompt, completion_ids=row.ids, logprobs=row.logprobs,
+                top_ids=row.top_ids if row.params.top_logprobs else None,
+                top_logprobs=row.top_logprobs if row.params.top_logprobs else None,
+                entropies=row.entropies, entropy_kind="exact", finish_reason=row.finish or "length",
+                policy_version=self.version,
+            )
+        return results
+
+    @torch.inference_mode()
+    def _generate(self, rows: list[_Row]) -> None:
+        width = max(len(r.prompt) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, row in enumerate(rows):  # left padding: every row's next token is at the last column
+            ids[b, width - len(row.prompt):] = torch.tensor(row.prompt)
+            mask[b, width - len(row.prompt):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        temperature = torch.tensor([r.params.temperature or 1.0 for r in rows], device=self.device)[:, None]
+        top_p = torch.tensor([r.params.top_p for r in rows], device=self.device)[:, None]
+        max_k = max(r.params.top_logprobs for r in rows)
+        cache = {self._cache_arg: DynamicCache(config=self.model.config)}  # filled in place by each forward
+        for _ in range(max(r.limit for r in rows)):
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             logits_to_keep=1, **cache)
+            logp = torch.log_softmax(out.logits[:, -1, :].float() / temperature, dim=-1)
+            if (top_p < 1).any():
+                sorted_lp, order = logp.sort(dim=-1, descending=True)
+                probs = sorted_lp.exp()
+                drop = (probs.cumsum(-1) - probs) >= top_p  # the mass before this token already reaches top_p
+                logp = torch.log_softmax(logp.masked_fill(drop.scatter(-1, order, drop), -torch.inf), dim=-1)
+            probs = logp.exp()
+            entropy = torch.where(probs > 0, -probs * logp, 0.0).sum(-1).clamp(min=0)
+            top = logp.topk(max_k, dim=-1) if max_k else None
+            next_ids = torch.full((len(rows),), self.pad_id, dtype=torch.long, device=self.device)
+            for b, row in enumerate(rows):
+                if row.finish is not None:
+                    continue
+                if row.params.temperature == 0:
+                    token = int(logp[b].argmax())
+                else:
+                    token = int(torch.multinomial(probs[b], 1, generator=row.generator))
+                next_ids[b] = token
+                row.ids.append(token)
+                row.logprobs.append(float(logp[b, token]))
+                row.entropies.append(float(entropy[b]))
+                if top is not None and row.params.top_logprobs:
+                    k = row.params.top_logprobs
+                    row.top_ids.append(top.indices[b, :k].tolist())
+                    row.top_logprobs.append(top.values[b, :k].tolist())
+                if token in self.eos_ids:
+                    row.finish = "stop"
+                elif len(row.ids) >= row.limit:
+                    row.finish = "length"
+            if all(r.finish is not None for r in rows):
+                break
+            ids = next_ids[:, None]
+            mask = torch.cat([mask, torch.ones_like(ids)], dim=-1)
+            positions = positions[:, -1:] + 1
