@@ -585,7 +585,7 @@ class TrajectoryStore:
         for traj in self.episodes(errors):
             if traj.status == "failed" and not include_failed:
                 continue
-            for turn in traj.turns:
+            for turn, prompt in traj.full_prompts():
                 if not turn.completion_ids:
                     continue
                 n = len(turn.completion_ids)
@@ -594,7 +594,6 @@ class TrajectoryStore:
                         f"trajectory {traj.trajectory_id} turn {turn.index}: {n} completion ids but "
                         f"{len(turn.completion_mask)} mask values and {len(turn.logprobs)} logprobs"
                     )
-                prompt = traj.full_prompt_ids(turn.index)
                 yield TurnSample(
                     trajectory_id=traj.trajectory_id,
                     group_id=traj.group_id,

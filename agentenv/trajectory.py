@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -136,13 +136,18 @@ class Trajectory:
 
     def full_prompt_ids(self, turn: int) -> list[int]:
         """The exact prompt token ids the policy saw at ``turn`` (see the module docstring)."""
-        context: list[int] = []
-        for t in self.turns[: turn + 1]:
-            prompt = context[: t.prompt_offset] + t.prompt_ids
+        for t, prompt in self.full_prompts():
             if t.index == turn:
                 return prompt
-            context = prompt + t.completion_ids
         raise IndexError(f"trajectory {self.trajectory_id} has no turn {turn}")
+
+    def full_prompts(self) -> Iterator[tuple[Turn, list[int]]]:
+        """Every turn with its exact full prompt, rebuilding each from the previous one in one pass."""
+        context: list[int] = []
+        for t in self.turns:
+            prompt = context[: t.prompt_offset] + t.prompt_ids
+            yield t, prompt
+            context = prompt + t.completion_ids
 
     def to_row(self) -> dict[str, Any]:
         """A flat dict for Arrow: nested turns as a list of structs, free-form dicts as JSON strings."""
