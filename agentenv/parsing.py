@@ -196,14 +196,27 @@ class ReActParser:
 
     With ``admissible`` given, the command must match one of them (case and spacing are normalised);
     with ``bare_commands=True``, a reply that is just one line is taken as the command (ALFWorld style).
+    With ``lenient=True``, a reply that fits no exact admissible action but mentions exactly one of them
+    ("I must go east.") is taken as that action: small models rarely keep the format, and an env meant for
+    them can trade format strictness for a learnable signal. A reply naming two actions stays invalid.
     """
 
-    def __init__(self, bare_commands: bool = False):
+    def __init__(self, bare_commands: bool = False, lenient: bool = False):
         self.bare_commands = bare_commands
+        self.lenient = lenient
 
     format_help = "Think in a line starting with 'Thought:', then give your command in a line 'Action: <command>'."
 
     def parse(self, text: str, admissible: list[str] | None = None) -> ParsedAction:
+        try:
+            return self._parse(text, admissible)
+        except ActionParseError:
+            mentioned = mentioned_actions(text, admissible) if self.lenient and admissible else []
+            if len(mentioned) != 1:
+                raise
+            return ParsedAction(text=text, command=mentioned[0])
+
+    def _parse(self, text: str, admissible: list[str] | None) -> ParsedAction:
         found = _ACTION_LINE.findall(text)
         if found:
             command = found[-1]
@@ -231,3 +244,14 @@ def match_admissible(command: str, admissible: list[str]) -> str:
         shown = ", ".join(admissible[:12]) + (", ..." if len(admissible) > 12 else "")
         raise ActionParseError(f"{command[:80]!r} is not an admissible action. Choose one of: {shown}")
     return hit
+
+
+def mentioned_actions(text: str, admissible: list[str]) -> list[str]:
+    """The admissible actions that occur in ``text`` as whole words (case and spacing normalised)."""
+    haystack = f" {' '.join(re.findall(r'[a-z0-9]+', text.lower()))} "
+    hits = []
+    for action in admissible:
+        needle = " ".join(re.findall(r"[a-z0-9]+", action.lower()))
+        if needle and f" {needle} " in haystack:
+            hits.append(action)
+    return hits

@@ -76,9 +76,10 @@ class CollectSummary:
             ("truncated", str(self.truncated)),
             ("tokens (prompt new / completion)", f"{self.prompt_tokens:,} / {self.completion_tokens:,}"),
             ("failures", ", ".join(f"{k}: {v}" for k, v in sorted(self.failures.items())) or "0"),
-            ("wall time", f"{self.wall_seconds:.1f} s"),
-            ("turns/s, tokens/s", f"{self.turns_per_second:.1f}, {self.tokens_per_second:.0f}"),
         ]
+        if self.wall_seconds:  # a summary read back from a store has no wall time
+            rows += [("wall time", f"{self.wall_seconds:.1f} s"),
+                     ("turns/s, tokens/s", f"{self.turns_per_second:.1f}, {self.tokens_per_second:.0f}")]
         for task_type, (n, ok) in sorted(self.by_task_type.items()):
             rows.append((f"success: {task_type}", f"{ok}/{n} ({ok / n:.0%})"))
         for name, value in rows:

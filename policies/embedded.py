@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -44,20 +44,44 @@ class _Row:
     top_logprobs: list[list[float]] = field(default_factory=list)
     entropies: list[float] = field(default_factory=list)
     finish: str | None = None
+    trajectory_id: str = ""
+    #: per layer (keys, values) of ``prompt[:reused]``, shaped [kv heads, reused, head dim]
+    prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    reused: int = 0
+
+
+@dataclass
+class _Prefix:
+    """The keys and values an episode's last turn left behind, for its next turn to extend."""
+
+    ids: list[int]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in self.layers)
 
 
 class TransformersPolicy:
     """Serves a local Hugging Face causal LM (a directory or a catalog name, see :mod:`.catalog`).
 
     ``batch_sizes`` counts the generations run per batch size (``{batch size: number of batches}``).
+
+    Prefix reuse: the keys and values of each episode's last turn (keyed by ``trajectory_id``) are kept,
+    up to ``prefix_cache_mb``, and the next turn of that episode computes only its new tokens, as a
+    serving engine's prefix cache does. Multi-turn prompts grow every turn, so without it prefilling the
+    history dominates CPU time. ``prefix_tokens`` counts ``{"reused": ..., "computed": ...}`` prompt tokens.
+    Call :meth:`clear_prefix_cache` when the weights change.
     """
 
     wants_expert = False
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", max_batch_size: int = 16,
-                 batch_wait_ms: float = 5, name: str | None = None):
+                 batch_wait_ms: float = 5, name: str | None = None, prefix_cache_mb: float = 512):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
         torch_dtype = getattr(torch, dtype, None)
         if not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
@@ -77,6 +101,9 @@ class TransformersPolicy:
         self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
         self.batch_sizes: Counter[int] = Counter()
+        self.prefix_cache_bytes = int(prefix_cache_mb * 2**20)
+        self.prefix_tokens: Counter[str] = Counter()
+        self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
         self._queue: asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +144,10 @@ class TransformersPolicy:
             if not future.done():
                 future.set_exception(PolicyError(f"policy {self.name} was closed"))
         self._worker = self._queue = None
+
+    def clear_prefix_cache(self) -> None:
+        """Forget every kept prefix (they are stale once the weights change)."""
+        self._prefixes.clear()
 
     # ----- batching -----------------------------------------------------------------------------------------
     def _ensure_worker(self) -> asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]]:
@@ -175,7 +206,10 @@ class TransformersPolicy:
             generator = None
             if sp.seed is not None:
                 generator = torch.Generator(self.device).manual_seed(sp.seed)
-            rows[i] = _Row(prompt, sp, min(sp.max_tokens, self.max_context - len(prompt)), generator)
+            row = _Row(prompt, sp, min(sp.max_tokens, self.max_context - len(prompt)), generator,
+                       trajectory_id=request.trajectory_id)
+            self._take_prefix(row)
+            rows[i] = row
         if rows:
             try:
                 self._generate(list(rows.values()))
@@ -194,20 +228,80 @@ class TransformersPolicy:
             )
         return results
 
+    # ----- prefix reuse (worker thread) ---------------------------------------------------------------------
+    def _take_prefix(self, row: _Row) -> None:
+        """Give ``row`` the kept keys/values of its episode's longest common prefix with its prompt."""
+        kept = self._prefixes.pop(row.trajectory_id, None) if row.trajectory_id else None
+        if kept is None:
+            return
+        n = 0
+        limit = min(len(kept.ids), len(row.prompt) - 1)  # at least one prompt token must be fed
+        while n < limit and kept.ids[n] == row.prompt[n]:
+            n += 1
+        if n:
+            row.prefix = [(k[:, :n], v[:, :n]) for k, v in kept.layers]
+            row.reused = n
+
+    def _keep_prefixes(self, rows: list[_Row], cache: Any, columns: list[torch.Tensor]) -> None:
+        """Keep each row's keys/values (its prompt and all but its last sampled token) for its next turn."""
+        if self.prefix_cache_bytes == 0:
+            return
+        layers = cache.layers
+        for b, row in enumerate(rows):
+            if not row.trajectory_id or not row.ids:
+                continue
+            cols = columns[b]
+            kept = _Prefix([*row.prompt, *row.ids[:-1]],
+                           [(layer.keys[b].index_select(1, cols), layer.values[b].index_select(1, cols))
+                            for layer in layers])
+            self._prefixes[row.trajectory_id] = kept
+        total = sum(p.nbytes for p in self._prefixes.values())
+        while self._prefixes and total > self.prefix_cache_bytes:  # least recently used first
+            total -= self._prefixes.popitem(last=False)[1].nbytes
+
+    def _prefilled_cache(self, rows: list[_Row]) -> tuple[Any, torch.Tensor]:
+        """A batched cache holding each row's reused prefix, left-padded, and its attention mask."""
+        width = max(r.reused for r in rows)
+        mask = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
+        if width == 0:
+            return DynamicCache(config=self.model.config), mask
+        template = next(r.prefix for r in rows if r.prefix)
+        layers = []
+        for layer, (k0, v0) in enumerate(template):
+            keys = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[2]))
+            values = v0.new_zeros((len(rows), v0.shape[0], width, v0.shape[2]))
+            for b, row in enumerate(rows):
+                if row.prefix:
+                    keys[b, :, width - row.reused:] = row.prefix[layer][0]
+                    values[b, :, width - row.reused:] = row.prefix[layer][1]
+            layers.append((keys, values))
+        for b, row in enumerate(rows):
+            mask[b, width - row.reused:] = 1
+            row.prefix = None
+        return DynamicCache(layers, config=self.model.config), mask
+
     @torch.inference_mode()
     def _generate(self, rows: list[_Row]) -> None:
-        width = max(len(r.prompt) for r in rows)
+        cache_obj, cached_mask = self._prefilled_cache(rows)
+        # the prompt tokens still to compute, left-padded after the cached (also left-padded) prefix
+        width = max(len(r.prompt) - r.reused for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        new_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, row in enumerate(rows):  # left padding: every row's next token is at the last column
-            ids[b, width - len(row.prompt):] = torch.tensor(row.prompt)
-            mask[b, width - len(row.prompt):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            todo = row.prompt[row.reused:]
+            ids[b, width - len(todo):] = torch.tensor(todo)
+            new_mask[b, width - len(todo):] = 1
+            self.prefix_tokens["reused"] += row.reused
+            self.prefix_tokens["computed"] += len(todo)
+        ids = ids.to(self.device)
+        mask = torch.cat([cached_mask, new_mask.to(self.device)], dim=-1)
+        prompt_columns = [m.nonzero().flatten() for m in mask]
+        positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, cached_mask.shape[1]:]
         temperature = torch.tensor([r.params.temperature or 1.0 for r in rows], device=self.device)[:, None]
         top_p = torch.tensor([r.params.top_p for r in rows], device=self.device)[:, None]
         max_k = max(r.params.top_logprobs for r in rows)
-        cache = {self._cache_arg: DynamicCache(config=self.model.config)}  # filled in place by each forward
+        cache = {self._cache_arg: cache_obj}  # filled in place by each forward
+        prompt_width = mask.shape[1]
         for _ in range(max(r.limit for r in rows)):
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                              logits_to_keep=1, **cache)
@@ -245,3 +339,7 @@ class TransformersPolicy:
             ids = next_ids[:, None]
             mask = torch.cat([mask, torch.ones_like(ids)], dim=-1)
             positions = positions[:, -1:] + 1
+        # the i-th sampled token (i = 0, 1, ...) was fed by the next forward, into column prompt_width + i
+        columns = [torch.cat([prompt_columns[b], torch.arange(prompt_width, prompt_width + len(row.ids) - 1,
+                                                              device=self.device)]) for b, row in enumerate(rows)]
+        self._keep_prefixes(rows, cache_obj, columns)

@@ -7,8 +7,12 @@ from typing import Any
 
 from agentenv.env import Env, StepResult
 from agentenv.messages import Observation, message, observation
-from agentenv.parsing import ParsedAction
+from agentenv.parsing import ParsedAction, ReActParser
 
+SYSTEM = (
+    "You are an agent in a text maze. Each turn, reply with one short thought and then one admissible action, "
+    "exactly in this form:\nThought: the exit is south-east, so I go east.\nAction: go east"
+)
 MOVES = {"go north": (-1, 0), "go south": (1, 0), "go west": (0, -1), "go east": (0, 1)}
 
 
@@ -47,6 +51,10 @@ class MazeEnv(Env):
         exits = ", ".join(sorted(m.split()[1] for m in self.open[self.pos]))
         return f"You are in room {self.pos}. Doors lead {exits}."
 
+    def parse_action(self, text: str) -> ParsedAction:
+        """ReAct, leniently: a reply naming exactly one open door counts, so small models get a signal."""
+        return ReActParser(bare_commands=True, lenient=True).parse(text, self.admissible_actions())
+
     def admissible_actions(self) -> list[str]:
         return sorted(self.open[self.pos])
 
@@ -56,7 +64,7 @@ class MazeEnv(Env):
         goal = (self.size - 1, self.size - 1)
         task = f"Find the exit of the maze in room {goal}. Rooms are (row, column); south increases the row."
         obs = observation(
-            message("system", "You are an agent in a text maze. Reply with 'Action: <one admissible action>'."),
+            message("system", SYSTEM),
             f"{task}\n{self._describe()}",
             admissible=self.admissible_actions(),
         )

@@ -265,3 +265,22 @@ def test_inadmissible_command_error_shortens_a_long_option_list():
         ReActParser().parse("Action: open box 99", options)
     assert "open box 11, ..." in str(e.value)
     assert "open box 12" not in str(e.value)
+
+
+def test_lenient_react_takes_the_one_admissible_action_the_reply_mentions():
+    parser = ReActParser(bare_commands=True, lenient=True)
+    assert parser.parse("You must go east.", ["go east", "go west"]).command == "go east"
+    assert parser.parse("I think\nwe should GO   east now", ["go east", "go west"]).command == "go east"
+
+
+def test_lenient_react_rejects_a_reply_naming_two_actions_or_none():
+    parser = ReActParser(bare_commands=True, lenient=True)
+    with pytest.raises(ActionParseError, match="not an admissible action"):
+        parser.parse("go east or go west?", ["go east", "go west"])
+    with pytest.raises(ActionParseError):
+        parser.parse("I go eastwards", ["go east", "go west"])
+
+
+def test_strict_react_does_not_accept_a_mention():
+    with pytest.raises(ActionParseError):
+        ReActParser(bare_commands=True).parse("You must go east.", ["go east", "go west"])

@@ -159,3 +159,12 @@ def test_maze_seeds_carve_different_mazes_and_the_same_seed_the_same_one():
 def test_maze_rejects_a_size_below_two():
     with pytest.raises(ValueError, match="at least 2"):
         agentenv.make("agentenv/Maze-v0", size=1)
+
+
+def test_maze_takes_a_reply_that_names_exactly_one_open_door():
+    env = agentenv.make("agentenv/Maze-v0")
+    obs, _ = env.reset(seed=0)
+    door = obs["admissible"][0]
+    _, _, _, _, info = env.step(f"I think I must {door} now.")
+    assert info["action_valid"] is True
+    assert env.pos == tuple(a + b for a, b in zip((0, 0), MOVES[door], strict=True))

@@ -200,3 +200,72 @@ def test_bad_constructor_arguments_are_errors(tiny_model_dir: Path) -> None:
         TransformersPolicy(str(tiny_model_dir), dtype="float33")
     with pytest.raises(ValueError, match="max_batch_size"):
         TransformersPolicy(str(tiny_model_dir), max_batch_size=0)
+
+
+def _episode_turn(text: str, tid: str, previous: PolicyOutput | None = None, history: list[Any] | None = None,
+                  **sampling: Any) -> PolicyRequest:
+    messages = history or [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+    cont = None
+    if previous is not None:
+        assert previous.prompt_ids is not None and previous.completion_ids is not None
+        cont = Continuation(previous.prompt_ids, previous.completion_ids, n_messages=len(messages) - 1)
+    return PolicyRequest(messages, SamplingParams(**sampling), continuation=cont, trajectory_id=tid)
+
+
+async def test_next_turn_of_an_episode_reuses_its_prefix_with_the_same_logprobs(tiny_model_dir: Path) -> None:
+    policy = TransformersPolicy(str(tiny_model_dir))
+    try:
+        firsts = await policy.act([_episode_turn("Hello " * (1 + 5 * i), f"ep{i}", max_tokens=5, seed=i)
+                                   for i in range(3)])
+        assert policy.prefix_tokens["reused"] == 0
+        seconds = []
+        for i, first in enumerate(firsts):
+            history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello " * (1 + 5 * i)},
+                       {"role": "assistant", "content": first.text}, {"role": "user", "content": f"Turn {i}?"}]
+            seconds.append(_episode_turn("", f"ep{i}", first, history, max_tokens=6, seed=10 + i, top_logprobs=3))
+        computed = policy.prefix_tokens["computed"]
+        # one batch mixing reused prefixes of different lengths with a fresh episode
+        outs = await policy.act([*seconds, _episode_turn("Fresh start", "ep-new", max_tokens=6, seed=99)])
+        previous = sum(len(f.prompt_ids or []) + len(f.completion_ids or []) - 1 for f in firsts)
+        assert policy.prefix_tokens["reused"] == previous
+        assert policy.prefix_tokens["computed"] - computed == sum(len(o.prompt_ids or []) for o in outs) - previous
+        for out in outs:  # the same numbers as one unpadded forward pass over the whole sequence
+            ref = reference_logprobs(policy, out)
+            sampled = ref.gather(-1, torch.tensor(out.completion_ids)[:, None])[:, 0]
+            assert torch.allclose(torch.tensor(out.logprobs), sampled, atol=1e-4)
+        policy.clear_prefix_cache()
+        again = await policy.act(seconds)  # recomputed from scratch: same seeds, same tokens
+        assert [o.completion_ids for o in again] == [o.completion_ids for o in outs[:3]]
+    finally:
+        await policy.aclose()
+
+
+async def test_a_prompt_that_diverges_from_the_kept_prefix_reuses_only_the_common_part(tiny_model_dir: Path) -> None:
+    policy = TransformersPolicy(str(tiny_model_dir))
+    try:
+        [first] = await policy.act([_episode_turn("Tell me about cats and dogs", "ep", max_tokens=4, seed=0)])
+        [other] = await policy.act([_episode_turn("Tell me about birds", "ep", max_tokens=4, seed=0)])
+        common = 0
+        while first.prompt_ids[common] == other.prompt_ids[common]:  # type: ignore[index]
+            common += 1
+        assert 0 < common < len(other.prompt_ids or [])
+        assert policy.prefix_tokens["reused"] == common
+        ref = reference_logprobs(policy, other)
+        sampled = ref.gather(-1, torch.tensor(other.completion_ids)[:, None])[:, 0]
+        assert torch.allclose(torch.tensor(other.logprobs), sampled, atol=1e-4)
+    finally:
+        await policy.aclose()
+
+
+async def test_the_prefix_cache_stays_within_its_budget(tiny_model_dir: Path) -> None:
+    policy = TransformersPolicy(str(tiny_model_dir), prefix_cache_mb=0.05)  # ~50 KB: a few short prefixes
+    try:
+        await policy.act([_episode_turn("word " * 20, f"ep{i}", max_tokens=3, seed=i) for i in range(20)])
+        kept = sum(p.nbytes for p in policy._prefixes.values())
+        assert 0 < len(policy._prefixes) < 20 and kept <= 0.05 * 2**20
+        off = TransformersPolicy(str(tiny_model_dir), prefix_cache_mb=0)
+        await off.act([_episode_turn("word", "ep", max_tokens=3, seed=0)])
+        assert not off._prefixes
+        await off.aclose()
+    finally:
+        await policy.aclose()
