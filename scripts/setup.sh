@@ -23,6 +23,11 @@ missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+if [ ${#missing[@]} -gt 0 ] && [ ${#sudo_cmd[@]} -gt 0 ] && ! command -v sudo >/dev/null; then
+  echo "setup: these Debian packages are missing and there is no sudo to install them: ${missing[*]}" >&2
+  echo "setup: as root, run: apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   echo "setup: installing Debian packages: ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq
