@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -165,7 +164,7 @@ def _print_transcript(traj: Trajectory) -> None:
     for turn in traj.turns:
         console.print(f"[bold]turn {turn.index}[/]")
         _print_messages(turn.observation)
-        full_prompt = len(traj.full_prompt_ids(turn.index)) if turn.prompt_ids or turn.prompt_offset else 0
+        full_prompt = turn.prompt_offset + len(turn.prompt_ids)
         trained = sum(turn.completion_mask)
         console.print(f"[bold cyan]> {turn.action}[/]", highlight=False)
         if turn.completion_ids or full_prompt:
@@ -185,6 +184,7 @@ def _print_transcript(traj: Trajectory) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad arguments and known errors get one line, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agentenv.collector import EnvCreationError
     from agentenv.policy import PolicyError
     from agentenv.registry import UnknownEnvError
 
@@ -196,11 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
-    except click.ClickException as e:  # usage errors: bad option, missing argument
-        e.show()
-        sys.exit(e.exit_code)
+    except typer.TyperException as e:  # click's usage errors (typer vendors click): bad option, missing argument
+        show, exit_code = getattr(e, "show", None), getattr(e, "exit_code", 2)
+        if show is not None:
+            show()
+        sys.exit(exit_code if isinstance(exit_code, int) else 2)
     except Exception as e:
-        if isinstance(e, UnknownEnvError | ValueError | PolicyError | FileNotFoundError | ImportError | OSError):
+        known = (UnknownEnvError, EnvCreationError, ValueError, PolicyError, FileNotFoundError, ImportError, OSError)
+        if isinstance(e, known):
             err.print(f"[red]error:[/] {e}", highlight=False)
             sys.exit(2)
         raise

@@ -94,6 +94,11 @@ class EpisodeFailure(Exception):
         self.cause, self.error = cause, error
 
 
+class EnvCreationError(RuntimeError):
+    """The env could not be created even once at the start of a run: a configuration error (bad id or
+    keyword arguments, a missing dependency), so nothing is run or written."""
+
+
 class Collector:
     """Runs a collection; see the module docstring. ``store`` may be None (results kept in memory)."""
 
@@ -120,6 +125,7 @@ class Collector:
         self.trajectories: list[Trajectory] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._env_error = ""
+        self._spare_envs: list[Env] = []
 
     # ----- ids and seeds -----------------------------------------------------------------------------
     def task_seed(self, task_index: int) -> int:
@@ -151,6 +157,12 @@ class Collector:
                 if (task, sample) not in done:
                     jobs.put_nowait(_Job(1, next(self._order), task, sample))
         summary = CollectSummary(skipped=total - jobs.qsize())
+        if not jobs.empty():
+            first = await self._new_env()
+            if first is None:
+                executor.shutdown(wait=False, cancel_futures=True)
+                raise EnvCreationError(self._env_error)
+            self._spare_envs.append(first)  # the first worker takes it
         results: asyncio.Queue[Trajectory | None] = asyncio.Queue()
         with CollectProgress(total, summary.skipped, mode=cfg.progress) as progress:
             writer = asyncio.create_task(self._writer(results, summary, progress))
@@ -224,7 +236,7 @@ class Collector:
                 job = await jobs.get()
                 try:
                     if env is None:
-                        env = await self._new_env()
+                        env = self._spare_envs.pop() if self._spare_envs else await self._new_env()
                     traj, env_ok = await self._run_job(env, job) if env is not None else (self._failed_job(job), False)
                     if not env_ok and env is not None:
                         self._discard(env)

@@ -207,3 +207,14 @@ def test_collector_turn_cap_truncates():
 def test_countdown_env_is_deterministic_under_its_seed():
     a, b = CountdownEnv(), CountdownEnv()
     assert a.reset(seed=4)[0] == b.reset(seed=4)[0]
+
+
+def test_an_env_that_cannot_be_created_stops_the_run_before_anything_is_written(tmp_path):
+    from agentenv.collector import EnvCreationError
+    from agentenv.store import TrajectoryStore
+
+    store = TrajectoryStore(tmp_path / "store")
+    cfg = CollectConfig("agentenv/Maze-v0", n_tasks=2, env_kwargs={"size": 1}, progress="off")
+    with pytest.raises(EnvCreationError, match="size must be at least 2"):
+        Collector(cfg, ScriptedPolicy(expert_text), store).run()
+    assert len(store) == 0
