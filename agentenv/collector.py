@@ -19,7 +19,6 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from agentenv.progress import CollectProgress
 from agentenv.prompting import Conversation, PromptConfig
 from agentenv.registry import make, resolve_id
 from agentenv.summary import CollectSummary
+from agentenv.threads import DaemonThreadPool
 from agentenv.trajectory import Trajectory, Turn
 
 log = logging.getLogger("agentenv.collect")
@@ -147,7 +147,7 @@ class Collector:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         # sync envs run in threads; the default executor (cpu+4 threads) would serialise K episodes
-        executor = ThreadPoolExecutor(max_workers=cfg.concurrency + 4, thread_name_prefix="agentenv-env")
+        executor = DaemonThreadPool(max_workers=cfg.concurrency + 4, thread_name_prefix="agentenv-env")
         loop.set_default_executor(executor)
         done = await self._finished_keys()
         jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
@@ -178,7 +178,7 @@ class Collector:
                 if self._closing:
                     await asyncio.wait(self._closing, timeout=15)
                 # a hung env call keeps its thread; do not let it hold up the end of the run
-                loop.set_default_executor(ThreadPoolExecutor(max_workers=4))
+                loop.set_default_executor(DaemonThreadPool(max_workers=4))
                 executor.shutdown(wait=False, cancel_futures=True)
         summary.wall_seconds = time.monotonic() - started
         return summary
