@@ -153,6 +153,38 @@ def show(
     _print_transcript(chosen)
 
 
+alfworld_app = typer.Typer(no_args_is_help=True, help="ALFWorld: generate task files.")
+app.add_typer(alfworld_app, name="alfworld")
+
+
+@alfworld_app.command("generate")
+def alfworld_generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write <split>/<task>/<trial>/ into")],
+    n: Annotated[int, typer.Option("--n", "-n", help="number of tasks")] = 60,
+    split: Annotated[str, typer.Option(help="train | valid_seen | valid_unseen")] = "train",
+    task_type: Annotated[str | None, typer.Option(help="one task type (default: all six in turn)")] = None,
+    seed: Annotated[int, typer.Option(help="first seed")] = 0,
+) -> None:
+    """Generate ALFWorld problems with expert walkthroughs, in ALFWorld's own file layout."""
+    from rich.progress import track
+
+    from agentenv.envs.alfworld.engine import Game
+    from agentenv.envs.alfworld.expert import Expert
+    from agentenv.envs.alfworld.games import write_game
+    from agentenv.envs.alfworld.generator import TASK_TYPES, generate
+    from agentenv.envs.alfworld.pddl import parse_problem
+
+    types = [task_type] if task_type else list(TASK_TYPES)
+    for i in track(range(n), description="generating", console=err, disable=not err.is_terminal):
+        task = generate(types[i % len(types)], split, seed + i)
+        game = Game(parse_problem(task.problem), task.task_desc)
+        plan = Expert(game, task.task_type).plan()
+        if plan is None:
+            raise ValueError(f"the expert found no plan for {task.task_type} seed {seed + i}; this is a bug")
+        write_game(task, out, plan)
+    console.print(f"wrote {n} {split} games to {out}")
+
+
 def _print_messages(messages: list[dict[str, Any]]) -> None:
     for m in messages:
         console.print(f"[dim]{m['role']}:[/] {m['content']}", markup=True, highlight=False)

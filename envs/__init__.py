@@ -17,3 +17,9 @@ def register_envs() -> None:
         family="puzzle",
         description="Walk a text maze to the exit; admissible moves listed each turn (ReAct text).",
     )
+    register(
+        "agentenv/ALFWorld-v0",
+        "agentenv.envs.alfworld.env:ALFWorldEnv",
+        family="alfworld",
+        description="ALFWorld's text households (six task types) on a native engine; real data via ALFWORLD_DATA.",
+    )

@@ -183,10 +183,13 @@ def _build(task_type: str, split: str, seed: int, floor_plan: str, plan: dict[st
 
 
 def _thor_id(kind: str, rng: random.Random, used: set[str]) -> str:
-    """A fresh AI2-THOR-style id: ``Type|x|y|z`` with signed two-decimal coordinates."""
+    """A fresh AI2-THOR-style id: ``Type|x|y|z`` with signed two-decimal coordinates. Basins are parts of
+    their fixture in AI2-THOR (``Sink|x|y|z|SinkBasin``), and ALFWorld's names rely on that form."""
     while True:
         x, y, z = (rng.uniform(-3, 3) for _ in range(3))
         thor = f"{kind}|{x:+06.2f}|{abs(y):+06.2f}|{z:+06.2f}"
+        if kind.endswith("Basin"):
+            thor = f"{kind.removesuffix('Basin')}{thor.removeprefix(kind)}|{kind}"
         if thor not in used:
             used.add(thor)
             return thor
