@@ -24,6 +24,7 @@ from .generator import TASK_TYPES, GeneratedTask
 #: ALFWorld's data splits; its train / in-distribution / out-of-distribution evaluation sets
 DATA_SPLITS = ("train", "valid_seen", "valid_unseen")
 log = logging.getLogger(__name__)
+_warned: set[str] = set()
 _TASK_RULE = re.compile(r'"task"\s*:\s*\[\s*\{\s*"rhs"\s*:\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
 
 
@@ -53,7 +54,9 @@ def data_root() -> Path | None:
         return None
     path = Path(root).expanduser()
     if not any((base / split).is_dir() for base in (path, path / "json_2.1.1") for split in DATA_SPLITS):
-        log.warning("ALFWORLD_DATA=%s holds no ALFWorld split; using generated ALFWorld tasks", root)
+        if root not in _warned:
+            _warned.add(root)
+            log.warning("ALFWORLD_DATA=%s holds no ALFWorld split; using generated ALFWorld tasks", root)
         return None
     return path
 
