@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
 
 from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest, SamplingParams
 from agentenv.rendering import ChatRenderer
@@ -259,14 +259,19 @@ class TransformersPolicy:
         while self._prefixes and total > self.prefix_cache_bytes:  # least recently used first
             total -= self._prefixes.popitem(last=False)[1].nbytes
 
-    def _prefilled_cache(self, rows: list[_Row]) -> tuple[Any, torch.Tensor]:
-        """A batched cache holding each row's reused prefix, left-padded, and its attention mask."""
+    def _prefilled_cache(self, rows: list[_Row], room: int) -> tuple[Any, torch.Tensor]:
+        """A static cache with ``room`` free columns after each row's reused prefix (left-padded), and the
+        attention mask of the prefix columns.
+
+        Static, not dynamic: a dynamic cache concatenates every layer's keys and values on each decoded
+        token, which copies the whole cache per step and dominates once prompts run to thousands of tokens.
+        """
         width = max(r.reused for r in rows)
         mask = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
+        cache = StaticCache(config=self.model.config, max_cache_len=width + room)
         if width == 0:
-            return DynamicCache(config=self.model.config), mask
+            return cache, mask
         template = next(r.prefix for r in rows if r.prefix)
-        layers = []
         for layer, (k0, v0) in enumerate(template):
             keys = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[2]))
             values = v0.new_zeros((len(rows), v0.shape[0], width, v0.shape[2]))
@@ -274,17 +279,17 @@ class TransformersPolicy:
                 if row.prefix:
                     keys[b, :, width - row.reused:] = row.prefix[layer][0]
                     values[b, :, width - row.reused:] = row.prefix[layer][1]
-            layers.append((keys, values))
+            cache.update(keys, values, layer)
         for b, row in enumerate(rows):
             mask[b, width - row.reused:] = 1
             row.prefix = None
-        return DynamicCache(layers, config=self.model.config), mask
+        return cache, mask
 
     @torch.inference_mode()
     def _generate(self, rows: list[_Row]) -> None:
-        cache_obj, cached_mask = self._prefilled_cache(rows)
         # the prompt tokens still to compute, left-padded after the cached (also left-padded) prefix
         width = max(len(r.prompt) - r.reused for r in rows)
+        cache_obj, cached_mask = self._prefilled_cache(rows, room=width + max(r.limit for r in rows))
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         new_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for b, row in enumerate(rows):  # left padding: every row's next token is at the last column
