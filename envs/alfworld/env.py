@@ -16,7 +16,7 @@ from typing import Any
 
 from agentenv.env import Env, StepResult
 from agentenv.messages import Observation, message, observation
-from agentenv.parsing import ParsedAction, ReActParser, normalise_command
+from agentenv.parsing import ParsedAction, ReActParser, mentioned_actions, normalise_command
 
 from .engine import Game, World
 from .expert import Expert
@@ -28,18 +28,22 @@ MAX_STEPS = 50
 BANNER = "-= Welcome to TextWorld, ALFRED! =-\n\n"
 SYSTEM = (
     "You are an expert agent in a household. Reach the goal of your task by interacting with the room. "
-    "Each turn, reply with one short line 'Thought: ...' and then exactly one admissible action as "
-    "'Action: <action>'."
+    "Each turn, reply with one short thought and then exactly one admissible action, in this form:\n"
+    "Thought: I need to find the apple first.\nAction: go to countertop 1"
 )
 
 
 class ALFWorldEnv(Env):
-    """ALFWorld (text). ``task_type`` limits tasks to one of the six types; ``game_file`` plays one file."""
+    """ALFWorld (text). ``task_type`` limits tasks to one of the six types; ``game_file`` plays one file.
+
+    ``lenient=True`` takes a reply that is no admissible command but names exactly one ("I will go to
+    fridge 1 now") as that command, which gives small models a signal; ALFWorld itself is strict.
+    """
 
     family = "alfworld"
 
     def __init__(self, split: str = "train", task_type: str | None = None, data_dir: str | None = None,
-                 game_file: str | None = None, max_turns: int = MAX_STEPS, **kwargs: Any):
+                 game_file: str | None = None, max_turns: int = MAX_STEPS, lenient: bool = False, **kwargs: Any):
         kwargs.setdefault("max_invalid_actions", None)  # ALFWorld bounds episodes by steps only
         super().__init__(max_turns=max_turns, **kwargs)
         if split not in DATA_SPLITS:
@@ -56,6 +60,7 @@ class ALFWorldEnv(Env):
             if not self.game_files:
                 raise FileNotFoundError(f"no solvable {task_type or 'ALFWorld'} games in {split} under {root}")
         self.parser = ReActParser(bare_commands=True)
+        self.lenient = lenient
         self.game: Game | None = None
         self.expert: Expert | None = None
         self.game_spec: GameSpec | None = None
@@ -98,6 +103,9 @@ class ALFWorldEnv(Env):
         assert self.game is not None and action.command is not None
         admissible = self.game.admissible_commands()
         command = _match(action.command, admissible)
+        if command not in admissible and self.lenient:
+            mentioned = mentioned_actions(action.text, admissible)
+            command = mentioned[0] if len(mentioned) == 1 else command
         feedback, won = self.game.step(command)
         info = {"won": won, "action_valid": command in admissible}
         return StepResult(observation(feedback, admissible=self.game.admissible_commands()), float(won),

@@ -137,3 +137,16 @@ def test_episodes_of_one_task_share_its_parsed_world():
     b.reset(seed=7)
     assert a.game is not None and b.game is not None
     assert a.game.world is b.game.world and a.game.state is not b.game.state
+
+
+def test_lenient_takes_a_reply_that_names_exactly_one_admissible_command():
+    strict, lenient = agentenv.make("agentenv/ALFWorld-v0"), agentenv.make("agentenv/ALFWorld-v0", lenient=True)
+    obs, _ = strict.reset(seed=5)
+    lenient.reset(seed=5)
+    target = next(a for a in obs["admissible"] if a.startswith("go to "))
+    reply = f"I think I should {target} now."
+    assert strict.step(reply)[4]["action_valid"] is False
+    after, _, _, _, info = lenient.step(reply)
+    assert info["action_valid"] is True and after["messages"][0]["content"].startswith("You arrive at")
+    first, second = [a for a in after["admissible"] if a.startswith("go to ")][:2]
+    assert lenient.step(f"{first} or {second}?")[4]["action_valid"] is False  # two named: still invalid
