@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,8 +69,9 @@ class TransformersPolicy:
     ``batch_sizes`` counts the generations run per batch size (``{batch size: number of batches}``).
 
     Prefix reuse: the keys and values of each episode's last turn (keyed by ``trajectory_id``) are kept,
-    up to ``prefix_cache_mb``, and the next turn of that episode computes only its new tokens, as a
-    serving engine's prefix cache does. Multi-turn prompts grow every turn, so without it prefilling the
+    up to ``prefix_cache_mb`` (default: a quarter of the machine's memory, since an evicted prefix means
+    recomputing the episode's whole history), and the next turn of that episode computes only its new
+    tokens, as a serving engine's prefix cache does. Multi-turn prompts grow every turn, so without it prefilling the
     history dominates CPU time. ``prefix_tokens`` counts ``{"reused": ..., "computed": ...}`` prompt tokens.
     Call :meth:`clear_prefix_cache` when the weights change.
     """
@@ -77,9 +79,11 @@ class TransformersPolicy:
     wants_expert = False
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", max_batch_size: int = 16,
-                 batch_wait_ms: float = 5, name: str | None = None, prefix_cache_mb: float = 512):
+                 batch_wait_ms: float = 5, name: str | None = None, prefix_cache_mb: float | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if prefix_cache_mb is None:
+            prefix_cache_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**20
         if prefix_cache_mb < 0:
             raise ValueError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
         torch_dtype = getattr(torch, dtype, None)

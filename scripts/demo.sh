@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh all
 out=${AGENTENV_DEMO_OUT:-runs/demo}
-# 8 small mazes x 2 samples, all 16 episodes at once (one batch per turn); about a minute on 2 CPU cores.
-.venv/bin/agentenv collect agentenv/Maze-v0 --policy smollm2-135m-instruct -n 8 -g 2 -k 16 \
-  -e size=3 -e max_turns=8 --max-tokens 32 --temperature 0.7 --top-logprobs 5 --out "$out" "$@"
+# ALFWorld, held-out floor plans: 6 tasks (one per task type) x 2 samples, all 12 episodes at once, 6 steps
+# each, SmolLM2 prompted ALFWorld-style (task, admissible commands, history); a few minutes on 2 CPU cores.
+.venv/bin/agentenv collect agentenv/ALFWorld-v0 --policy smollm2-135m-instruct -n 6 -g 2 -k 12 \
+  -e split=valid_unseen -e max_turns=6 -e lenient=true --max-tokens 24 --temperature 0.7 --top-logprobs 5 \
+  --out "$out" "$@"
 .venv/bin/agentenv show "$out"
