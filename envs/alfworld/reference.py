@@ -27,6 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .generator import TASK_TYPES  # ALFWorld's six, in the order of alfred_tw_env.TASK_TYPES
+
 MAX_EPISODE_STEPS = 50
 """ALFWorld's configs (``base_config.yaml``: ``max_nb_steps_per_episode: 50``) and ``register_games``' default."""
 
@@ -34,16 +36,6 @@ TASK_PLACEHOLDER = "UNKNOWN GOAL"
 """The grammar's ``task`` rule is ``Your task is to: UNKNOWN GOAL.``; ``add_task_to_grammar`` replaces this text."""
 
 TASK_PREFIX = "Your task is to: "
-
-TASK_TYPES = (
-    "pick_and_place_simple",
-    "look_at_obj_in_light",
-    "pick_clean_then_place_in_recep",
-    "pick_heat_then_place_in_recep",
-    "pick_cool_then_place_in_recep",
-    "pick_two_obj_and_place",
-)
-"""ALFWorld's six task types, in the order of ``alfred_tw_env.TASK_TYPES`` (ids 1..6)."""
 
 SAMPLES_DIR = Path(__file__).resolve().with_name("samples")
 """Hand-written sample problems: ``<task_type>.pddl`` plus ``<task_type>.json`` (task_type, task_desc, walkthrough)."""
