@@ -8,9 +8,9 @@ engine and the real one (textworld's ``PddlEnv``) play the same file.
 Households follow ALFRED's scenes: each of the 120 floor plans (30 kitchens, living rooms, bedrooms and
 bathrooms) brings its receptacle and object types (``data/catalog.json``); the generator instantiates them
 with varied counts, scatters the task's objects and distractors over receptacles that can hold them, and
-closes openable receptacles. Splits follow ALFWorld's: ``train`` and ``valid_seen`` use floor plans 7-30 of
-each room type (with different seeds), ``valid_unseen`` the held-out floor plans 1-6, so its success
-measures generalisation to unseen layouts and object sets.
+leaves most openable receptacles closed and some open. Splits follow ALFWorld's: ``train`` and
+``valid_seen`` use floor plans 7-30 of each room type (with different seeds), ``valid_unseen`` the held-out
+floor plans 1-6, so its success measures generalisation to unseen layouts and object sets.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 #: how many instances of a receptacle type a household gets (others get one)
 RECEPTACLE_COUNTS = {"Cabinet": (2, 8), "Drawer": (1, 5), "Shelf": (1, 4), "CounterTop": (1, 2),
                      "StoveBurner": (2, 4), "SideTable": (1, 2), "Dresser": (1, 1), "TowelHolder": (1, 2)}
+#: the chance that an openable receptacle (cabinet, drawer, fridge...) starts open
+OPEN_AT_START = 0.2
 #: receptacles a desk lamp stands on
 LAMP_STANDS = ("Desk", "SideTable", "Dresser", "Shelf", "CoffeeTable", "TVStand")
 
@@ -219,7 +221,9 @@ def _problem_text(name: str, receptacles: list[Entity], placements: list[tuple[E
             *(f"{mangle(loc)} - location" for loc in sorted(used))]
     facts = [f"(atLocation agent1 {mangle(start)})"]
     facts += [f"(receptacleType {mangle(r.id)} {r.type}Type)" for r in receptacles]
-    facts += [f"(openable {mangle(r.id)})" for r in receptacles if r.type in cat["openable"]]
+    openable = [r for r in receptacles if r.type in cat["openable"]]
+    facts += [f"(openable {mangle(r.id)})" for r in openable]
+    facts += [f"(opened {mangle(r.id)})" for r in openable if rng.random() < OPEN_AT_START]
     facts += [f"(receptacleAtLocation {mangle(r.id)} {mangle(where[r.id])})" for r in receptacles]
     facts += [f"(canContain {rt}Type {ot}Type)" for rt in rtypes for ot in otypes
               if ot in cat["can_contain"].get(rt, ())]

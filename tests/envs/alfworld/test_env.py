@@ -150,3 +150,17 @@ def test_lenient_takes_a_reply_that_names_exactly_one_admissible_command():
     assert info["action_valid"] is True and after["messages"][0]["content"].startswith("You arrive at")
     first, second = [a for a in after["admissible"] if a.startswith("go to ")][:2]
     assert lenient.step(f"{first} or {second}?")[4]["action_valid"] is False  # two named: still invalid
+
+
+def test_the_expert_collection_bar_succeeds_everywhere_and_a_rerun_adds_nothing(tmp_path, capsys):
+    from agentenv.cli import main
+    from agentenv.store import TrajectoryStore
+
+    argv = ["collect", "agentenv/ALFWorld-v0", "--policy", "expert", "-n", "6", "-g", "1", "-k", "3",
+            "--out", str(tmp_path), "--progress", "off"]
+    main(argv)
+    episodes = list(TrajectoryStore(tmp_path).episodes())
+    assert len(episodes) == 6 and all(t.success for t in episodes)
+    assert len({t.extra.get("task_type") for t in episodes}) == 6
+    main(argv)
+    assert "+6 already done" in capsys.readouterr().out and len(TrajectoryStore(tmp_path)) == 6

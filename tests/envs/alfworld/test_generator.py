@@ -99,3 +99,9 @@ def test_the_real_engine_loads_a_generated_problem_of_each_type():
             assert "go to" in " ".join(info["admissible_commands"]) and info["won"] is False
     finally:
         env.close()
+
+
+def test_most_openable_receptacles_start_closed_and_some_open(tasks):
+    openable = sum(t.problem.count("(openable ") for t in tasks.values())
+    opened = sum(t.problem.count("(opened ") for t in tasks.values())
+    assert 0.05 * openable < opened < 0.4 * openable
