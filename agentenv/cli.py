@@ -172,13 +172,11 @@ def alfworld_generate(
     from agentenv.envs.alfworld.expert import Expert
     from agentenv.envs.alfworld.games import write_game
     from agentenv.envs.alfworld.generator import TASK_TYPES, generate
-    from agentenv.envs.alfworld.pddl import parse_problem
 
     types = [task_type] if task_type else list(TASK_TYPES)
     for i in track(range(n), description="generating", console=err, disable=not err.is_terminal):
         task = generate(types[i % len(types)], split, seed + i)
-        game = Game(parse_problem(task.problem), task.task_desc)
-        plan = Expert(game, task.task_type).plan()
+        plan = Expert(Game.from_pddl(task.problem, task.task_desc), task.task_type).plan()
         if plan is None:
             raise ValueError(f"the expert found no plan for {task.task_type} seed {seed + i}; this is a bug")
         write_game(task, out, plan)
