@@ -20,7 +20,8 @@ console = Console()
 err = Console(stderr=True)
 
 PolicyOpt = Annotated[str, typer.Option("--policy", "-p", help="random | expert | human | replay:DIR | "
-                                                               "smollm2-135m-instruct | hf:PATH")]
+                                                               "smollm2-135m-instruct | hf:PATH | "
+                                                               "http://HOST:PORT/v1 (an OpenAI-compatible server)")]
 EnvArgOpt = Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="env keyword argument KEY=VALUE "
                                                                                "(VALUE parsed as JSON if it can be)")]
 
@@ -111,6 +112,10 @@ def collect(
     episode_timeout: float = 3600.0,
     env_retries: int = 0,
     progress: Annotated[str, typer.Option(help="auto | bar | log | off")] = "auto",
+    tokenizer: Annotated[str | None, typer.Option(help="with a server policy: render prompts with this tokenizer "
+                                                       "(catalog name or directory) and send token ids "
+                                                       "(token-exact)")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="AGENTENV_API_KEY", help="with a server policy")] = None,
 ) -> None:
     """Collect N tasks x G samples with K concurrent episodes into a resumable trajectory store."""
     from agentenv.collector import CollectConfig, Collector
@@ -124,7 +129,11 @@ def collect(
         prompt=PromptConfig(window=window), env_timeout=env_timeout, policy_timeout=policy_timeout,
         episode_timeout=episode_timeout, env_retries=env_retries, progress=progress,
     )
-    collector = Collector(cfg, _policy(policy), TrajectoryStore(out))
+    server = policy.startswith(("http://", "https://"))
+    if (tokenizer or api_key) and not server:
+        raise typer.BadParameter("--tokenizer and --api-key apply to a server policy (http://...)")
+    extra = {"tokenizer": tokenizer, "api_key": api_key, "concurrency": k} if server else {}
+    collector = Collector(cfg, _policy(policy, **extra), TrajectoryStore(out))
     summary = collector.run()
     summary.print(console, title=f"{collector.env_id} with {collector.policy.name} -> {out}")
 
@@ -151,6 +160,38 @@ def show(
     if chosen is None:
         raise ValueError(f"no episode {episode!r} in {directory}" if episode else f"{directory} holds no episodes")
     _print_transcript(chosen)
+
+
+@app.command("serve-policy")
+def serve_policy(
+    model: Annotated[str, typer.Option(help="catalog name or model directory (vllm, embedded); store directory "
+                                            "(replay)")] = "smollm2-135m-instruct",
+    backend: Annotated[str, typer.Option(help="vllm | embedded | replay")] = "embedded",
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="0 picks a free port")] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="AGENTENV_API_KEY", help="require this Bearer key")] = None,
+    served_name: Annotated[str | None, typer.Option(help="the model name clients use (default: --model)")] = None,
+    max_batch_size: Annotated[int, typer.Option(help="embedded: requests per batch")] = 16,
+    tokenizer: Annotated[str | None, typer.Option(help="replay: tokenizer for text prompts and token names")] = None,
+    vllm_arg: Annotated[list[str] | None, typer.Option("--vllm-arg", help="vllm: an extra argument for vLLM's "
+                                                                          "server (repeatable)")] = None,
+) -> None:
+    """Serve a policy over an OpenAI-compatible API; prints where it listens once it is ready."""
+    if backend == "embedded":
+        from agentenv.policies.embedded_server import serve_embedded
+
+        serve_embedded(model, host, port, api_key=api_key, served_name=served_name, max_batch_size=max_batch_size)
+    elif backend == "replay":
+        from agentenv.policies.replay_server import serve_replay
+
+        serve_replay(model, host, port, api_key=api_key, name=served_name or "replay", tokenizer=tokenizer)
+    elif backend == "vllm":
+        from agentenv.policies.vllm_server import VLLMServer
+
+        VLLMServer(model, served_model_name=served_name, host=host, port=port, api_key=api_key,
+                   extra_args=list(vllm_arg or [])).serve_forever()
+    else:
+        raise typer.BadParameter(f"unknown backend {backend!r}; choose vllm, embedded or replay")
 
 
 alfworld_app = typer.Typer(no_args_is_help=True, help="ALFWorld: generate task files.")
@@ -209,6 +250,27 @@ def _print_transcript(traj: Trajectory) -> None:
             console.print(f"[yellow]invalid action: {turn.info.get('parse_error', '')}[/]")
     if traj.error:
         console.print(f"[red]{traj.error}[/]")
+
+
+@app.command("serve-env")
+def serve_env(
+    env_id: Annotated[str, typer.Argument(help="environment id, e.g. agentenv/ALFWorld-v0")],
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port, printed when ready)")],
+    host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 exposes the env to the network")]
+    = "127.0.0.1",
+    env_arg: EnvArgOpt = None,
+    max_sessions: Annotated[int, typer.Option(help="concurrent sessions (episodes) before 429")] = 1024,
+    idle_timeout: Annotated[float, typer.Option(help="seconds before an idle session is closed")] = 600.0,
+) -> None:
+    """Serve an environment over HTTP, one session per episode; clients use RemoteEnv or --env http://HOST:PORT.
+
+    Prints `agentenv env server: http://HOST:PORT (env ENV_ID)` once it listens. A client that vanishes
+    mid-episode frees its session when it sends DELETE or, at the latest, after --idle-timeout seconds.
+    """
+    from agentenv.env_server import serve_env as run_server
+
+    run_server(env_id, parse_kv(env_arg), host=host, port=port, max_sessions=max_sessions,
+               idle_timeout_s=idle_timeout)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -72,8 +72,11 @@ class CollectConfig:
 
     def run_identity(self) -> dict[str, Any]:
         """What must match for a store to be resumed by this collection."""
+        sampling = asdict(self.sampling)
+        if not sampling["stop"]:  # added later: stores written before it had no such key
+            del sampling["stop"]
         return {"env_id": self.env_id, "env_kwargs": self.env_kwargs, "seed": self.seed,
-                "group_size": self.group_size, "sampling": asdict(self.sampling), "prompt": asdict(self.prompt)}
+                "group_size": self.group_size, "sampling": sampling, "prompt": asdict(self.prompt)}
 
 
 @dataclass(order=True)
@@ -419,6 +422,7 @@ class Collector:
             completion_mask=[1] * len(completion), logprobs=list(out.logprobs or []),
             top_ids=[list(x) for x in out.top_ids or []], top_logprobs=[list(x) for x in out.top_logprobs or []],
             entropies=list(out.entropies or []), entropy_kind=out.entropy_kind, finish_reason=out.finish_reason,
+            token_source=out.token_source or ("sampled" if completion else ""),
             tool_calls=list(parsed.get("tool_calls") or []), action_valid=bool(info.get("action_valid", True)),
             feedback=[dict(m) for m in next_obs["messages"]], reward=float(reward), terminated=bool(terminated),
             truncated=bool(truncated), anchor_key=str(info.pop("anchor_key", None) or anchor_key(obs)),

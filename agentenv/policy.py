@@ -23,8 +23,16 @@ class SamplingParams:
     #: how many top log-probs to record per sampled token (0: none)
     top_logprobs: int = 0
     seed: int | None = None
+    #: strings that end the completion; the returned text stops before the first one (the sampled token
+    #: ids keep every token sampled, as vLLM's do)
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+        self.stop = tuple(self.stop)
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"stop sequences must be non-empty strings, got {self.stop!r}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.temperature < 0:
@@ -52,6 +60,8 @@ class PolicyRequest:
     tools: list[dict[str, Any]] | None = None
     admissible: list[str] | None = None
     continuation: Continuation | None = None
+    #: the exact prompt tokens; when set, backends that take tokens use them instead of rendering messages
+    prompt_ids: list[int] | None = None
     #: the env expert's action at this state, filled in when the policy sets ``wants_expert``
     expert_action: str | None = None
     #: which episode and turn this is (replay policies look recorded actions up by them)
@@ -69,8 +79,21 @@ class PolicyOutput:
     top_logprobs: list[list[float]] | None = None
     entropies: list[float] | None = None
     entropy_kind: str = ""
+    #: "sampled" (exact), "retokenized" (text tokenized again; may drift) or "" (no token ids)
+    token_source: str = ""
     finish_reason: str = "stop"
     policy_version: int = 0
+
+
+@dataclass
+class SampledToken:
+    """One token as it is sampled, for streaming: its id, log-prob, top-k and the distribution's entropy."""
+
+    id: int
+    logprob: float
+    top_ids: list[int] = field(default_factory=list)
+    top_logprobs: list[float] = field(default_factory=list)
+    entropy: float | None = None
 
 
 @runtime_checkable
@@ -92,3 +115,8 @@ class Policy(Protocol):
 
 class PolicyError(RuntimeError):
     """The policy could not produce an action (backend failure, bad configuration)."""
+
+
+class PromptError(PolicyError):
+    """The request itself is unusable (a prompt that does not render, bad token ids, too long for the
+    model): retrying cannot help, and a server answers it with a 400."""

@@ -93,8 +93,15 @@ def env_info(id: str) -> EnvInfo:
     return _info.get(resolve_id(id)) or EnvInfo(resolve_id(id), "", "custom", "", "gymnasium")
 
 
+def is_url(id: str) -> bool:
+    """An ``http(s)://`` env id names an env server (:mod:`agentenv.env_server`), not a registered env."""
+    return id.startswith(("http://", "https://"))
+
+
 def resolve_id(id: str) -> str:
     """The registered id that ``id`` names (the namespace may be omitted), or a did-you-mean error."""
+    if is_url(id):
+        return id
     load_plugins()
     for candidate in (id, f"{NAMESPACE}/{id}"):
         if candidate in gym.registry:
@@ -111,7 +118,12 @@ def resolve_id(id: str) -> str:
 def make(id: str, **kwargs: Any) -> Any:
     """Build a registered environment, unwrapped: agentenv envs enforce their own limits and order.
 
-    ``gymnasium.make("agentenv/...")`` also works and adds gymnasium's standard wrappers.
+    ``gymnasium.make("agentenv/...")`` also works and adds gymnasium's standard wrappers. A URL
+    (``http://HOST:PORT``) makes a :class:`~agentenv.remote_env.RemoteEnv` client of that env server.
     """
+    if is_url(id):
+        from agentenv.remote_env import RemoteEnv
+
+        return RemoteEnv(id, **kwargs)
     env = gym.make(resolve_id(id), disable_env_checker=True, **kwargs)
     return env.unwrapped

@@ -137,3 +137,67 @@ def expert_text(request: PolicyRequest) -> str:
     if request.admissible:
         return f"Action: {request.admissible[0]}"
     return "Action: none"
+
+
+class FlakyProxy:
+    """A TCP proxy on 127.0.0.1 in front of ``target_port`` that drops the first ``drop`` connections (it
+    accepts them and closes them at once, as a crashing or restarting server does) and forwards the rest.
+
+    Run it in a background thread (``with FlakyProxy(port, drop=2) as proxy: ... proxy.url``);
+    ``connections`` counts the connections it accepted.
+    """
+
+    def __init__(self, target_port: int, drop: int = 0):
+        self.target_port, self.drop = target_port, drop
+        self.connections = 0
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: Any = None
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.connections <= self.drop:
+            writer.transport.abort()  # a reset, not a polite close
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def __enter__(self) -> FlakyProxy:
+        import threading
+
+        ready = threading.Event()
+
+        async def main() -> None:
+            self._loop, self._stopped = asyncio.get_running_loop(), asyncio.Event()
+            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            async with server:
+                await self._stopped.wait()
+
+        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the proxy did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(timeout=10)

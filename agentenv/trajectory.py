@@ -58,6 +58,10 @@ class Turn:
     entropies: list[float] = field(default_factory=list)
     #: "exact" (full distribution) or "topk" (proxy from the top-k log-probs) or "" (not recorded)
     entropy_kind: str = ""
+    #: where the token ids come from: "sampled" (the backend's own sampled tokens, exact), "retokenized"
+    #: (the text tokenized again by the client because the server returned no ids: may differ from what was
+    #: sampled) or "" (no tokens)
+    token_source: str = ""
     finish_reason: str = ""
     # --- env side ---
     tool_calls: list[dict[str, Any]] = field(default_factory=list)

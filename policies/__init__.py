@@ -49,21 +49,30 @@ def _replay(path: str, **kwargs: Any) -> Policy:
     return ReplayPolicy.from_store(path, **kwargs)
 
 
+def _server(url: str, **kwargs: Any) -> Policy:
+    from .openai_client import OpenAIPolicy
+
+    return OpenAIPolicy(url, **{k: v for k, v in kwargs.items() if v is not None})
+
+
 _PREFIXED: dict[str, Callable[..., Policy]] = {"replay:": _replay, "hf:": _transformers}
 
 
 def make_policy(spec: str, **kwargs: Any) -> Policy:
     """A policy from ``spec``: ``random``, ``expert``, ``human``, ``replay:DIR`` (a trajectory store),
-    ``hf:PATH`` or a local model directory, or a catalog model name (``smollm2-135m-instruct``).
+    ``hf:PATH`` or a local model directory, a catalog model name (``smollm2-135m-instruct``), or the URL of
+    an OpenAI-compatible server (``http://127.0.0.1:8000/v1``, see :class:`.openai_client.OpenAIPolicy`).
     ``kwargs`` go to the policy's constructor."""
     if spec in _NAMED:
         return _NAMED[spec](**kwargs)
+    if spec.startswith(("http://", "https://")):
+        return _server(spec, **kwargs)
     for prefix, factory in _PREFIXED.items():
         if spec.startswith(prefix):
             return factory(spec[len(prefix):], **kwargs)
     if spec in CATALOG or Path(spec).expanduser().is_dir():
         return _transformers(spec, **kwargs)
-    choices = [*_NAMED, "replay:DIR", "hf:PATH", "a model directory", *sorted(CATALOG)]
+    choices = [*_NAMED, "replay:DIR", "hf:PATH", "a model directory", *sorted(CATALOG), "http://HOST:PORT/v1"]
     raise ValueError(f"unknown policy {spec!r}; choose one of: {', '.join(choices)}")
 
 

@@ -64,6 +64,15 @@ def resolve_tokenizer(name_or_path: str | os.PathLike[str]) -> Path:
     return converted if converted.is_dir() else _tokenizer_dir(str(name_or_path))
 
 
+def load_tokenizer(tokenizer: Any) -> Any:
+    """A tokenizer from a catalog name or a directory (loaded with transformers); any other object as is."""
+    if not isinstance(tokenizer, str | os.PathLike):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_tokenizer(tokenizer))
+
+
 def build_tiny_model(
     out_dir: str | os.PathLike[str],
     tokenizer_source: str = "smollm2-135m-instruct",

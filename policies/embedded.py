@@ -19,15 +19,17 @@ import ctypes
 import ctypes.util
 import inspect
 import os
+import threading
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
 
-from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest, SamplingParams
+from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest, PromptError, SampledToken, SamplingParams
 from agentenv.rendering import ChatRenderer
 
 from .catalog import resolve_model
@@ -51,6 +53,10 @@ class _Row:
     #: per layer (keys, values) of ``prompt[:reused]``, shaped [kv heads, reused, head dim]
     prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     reused: int = 0
+    #: called from the worker thread with each sampled token (streaming)
+    on_token: Callable[[SampledToken], None] | None = None
+    #: where the text ends when a stop string was sampled (the text before the first stop string)
+    text_end: int | None = None
 
 
 @dataclass
@@ -76,7 +82,9 @@ class TransformersPolicy:
     computes only its new tokens, as a serving engine's prefix cache does. Multi-turn prompts grow every
     turn, so without it prefilling the history dominates CPU time. ``prefix_tokens`` counts
     ``{"reused": ..., "computed": ...}`` prompt tokens.
-    Call :meth:`clear_prefix_cache` when the weights change.
+    Weight updates (:meth:`load_weights`, :meth:`load_state_dict`) wait for the running batch, then swap
+    the weights, clear the prefix cache and set :attr:`version`; requests queued meanwhile run on the new
+    weights.
     """
 
     wants_expert = False
@@ -112,7 +120,8 @@ class TransformersPolicy:
         self.prefix_cache_bytes = int(prefix_cache_mb * 2**20)
         self.prefix_tokens: Counter[str] = Counter()
         self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
-        self._queue: asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]] | None = None
+        self._queue: asyncio.Queue[_Queued] | None = None
+        self._weights_lock = threading.Lock()  # held by a running batch and by a weight update
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -137,9 +146,36 @@ class TransformersPolicy:
         futures = []
         for request in requests:
             future: asyncio.Future[PolicyOutput] = loop.create_future()
-            queue.put_nowait((request, future))
+            queue.put_nowait((request, future, None))
             futures.append(future)
         return list(await asyncio.gather(*futures))
+
+    async def stream(self, request: PolicyRequest) -> AsyncIterator[SampledToken | PolicyOutput]:
+        """Yield each token as it is sampled, then the finished :class:`PolicyOutput`."""
+        if self._closed:
+            raise PolicyError(f"policy {self.name} is closed")
+        queue = self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue[SampledToken] = asyncio.Queue()
+        future: asyncio.Future[PolicyOutput] = loop.create_future()
+
+        def push(token: SampledToken) -> None:  # on the worker thread; runs on the loop before ``future`` is set
+            loop.call_soon_threadsafe(tokens.put_nowait, token)
+
+        queue.put_nowait((request, future, push))
+        try:
+            while not future.done() or not tokens.empty():
+                getter = asyncio.ensure_future(tokens.get())
+                waiting: set[asyncio.Future[Any]] = {getter, future}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            yield future.result()
+        finally:
+            if not future.done():
+                future.cancel()  # the caller stopped listening: the batcher drops the request if not started
 
     async def aclose(self) -> None:
         self._closed = True
@@ -148,24 +184,58 @@ class TransformersPolicy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         while self._queue is not None and not self._queue.empty():
-            _, future = self._queue.get_nowait()
+            _, future, _ = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(PolicyError(f"policy {self.name} was closed"))
         self._worker = self._queue = None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    def encode(self, text: str) -> list[int]:
+        """A text prompt's tokens as a completions endpoint takes them (special tokens added, as vLLM does)."""
+        return list(self.tokenizer(text).input_ids)
+
+    def token_text(self, token_id: int) -> str:
+        """A token as text, special tokens included (how OpenAI-style log-probs name tokens)."""
+        return str(self.tokenizer.decode([token_id], skip_special_tokens=False))
 
     def clear_prefix_cache(self) -> None:
         """Forget every kept prefix (they are stale once the weights change)."""
         self._prefixes.clear()
 
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
+        """Swap in new weights (all of the model's parameters, by name) between batches."""
+        with self._weights_lock:
+            missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+            missing = [m for m in missing if not _is_tied(self.model, m)]
+            if missing or unexpected:
+                raise ValueError(f"the new weights do not match {self.name}: missing {missing[:5]}, "
+                                 f"unexpected {unexpected[:5]}")
+            self._prefixes.clear()
+            self.version = version
+
+    def load_weights(self, path: str | os.PathLike[str], version: int) -> None:
+        """Load the weights of a Hugging Face checkpoint directory (safetensors files) of the same model."""
+        from safetensors.torch import load_file
+
+        files = sorted(Path(path).expanduser().glob("*.safetensors"))
+        if not files:
+            raise ValueError(f"no *.safetensors files in {path}")
+        state: dict[str, torch.Tensor] = {}
+        for file in files:
+            state.update(load_file(file, device=str(self.device)))
+        self.load_state_dict(state, version)
+
     # ----- batching -----------------------------------------------------------------------------------------
-    def _ensure_worker(self) -> asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]]:
+    def _ensure_worker(self) -> asyncio.Queue[_Queued]:
         loop = asyncio.get_running_loop()
         if self._queue is None or self._worker is None or self._worker.done() or self._loop is not loop:
             self._loop, self._queue = loop, asyncio.Queue()  # (a new event loop gets its own queue and task)
             self._worker = loop.create_task(self._batch_loop(self._queue), name=f"{self.name}-batcher")
         return self._queue
 
-    async def _batch_loop(self, queue: asyncio.Queue[tuple[PolicyRequest, asyncio.Future[PolicyOutput]]]) -> None:
+    async def _batch_loop(self, queue: asyncio.Queue[_Queued]) -> None:
         while True:
             batch = [await queue.get()]
             # Let the other episodes' requests arrive (sleeping, not waiting on the queue with a timeout,
@@ -174,20 +244,21 @@ class TransformersPolicy:
                 await asyncio.sleep(self.batch_wait_s)
             while len(batch) < self.max_batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
-            batch = [(r, f) for r, f in batch if not f.done()]  # drop requests whose caller gave up
+            batch = [(r, f, t) for r, f, t in batch if not f.done()]  # drop requests whose caller gave up
             if not batch:
                 continue
             self.batch_sizes[len(batch)] += 1
             try:
-                results = await asyncio.to_thread(self._run_batch, [r for r, _ in batch])
+                results = await asyncio.to_thread(self._run_batch, [r for r, _, _ in batch],
+                                                  [t for _, _, t in batch])
             except asyncio.CancelledError:
-                for _, f in batch:
+                for _, f, _ in batch:
                     if not f.done():
                         f.set_exception(PolicyError(f"policy {self.name} was closed"))
                 raise
             except Exception as e:  # a bug in the batching code itself: fail this batch, keep serving
                 results = [PolicyError(f"generation failed: {e!r}") for _ in batch]
-            for (_, f), result in zip(batch, results, strict=True):
+            for (_, f, _), result in zip(batch, results, strict=True):
                 if f.done():
                     continue
                 if isinstance(result, BaseException):
@@ -196,17 +267,28 @@ class TransformersPolicy:
                     f.set_result(result)
 
     # ----- generation (worker thread) -----------------------------------------------------------------------
-    def _run_batch(self, requests: list[PolicyRequest]) -> list[PolicyOutput | BaseException]:
+    def _run_batch(self, requests: list[PolicyRequest], on_token: list[_OnToken | None] | None = None
+                   ) -> list[PolicyOutput | BaseException]:
+        with self._weights_lock:
+            return self._run_batch_locked(requests, on_token or [None] * len(requests))
+
+    def _run_batch_locked(self, requests: list[PolicyRequest],
+                          on_token: list[_OnToken | None]) -> list[PolicyOutput | BaseException]:
         results: list[PolicyOutput | BaseException] = [PolicyError("not run")] * len(requests)
         rows: dict[int, _Row] = {}
+        vocab = int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
         for i, request in enumerate(requests):
             try:
-                prompt = self.renderer.render(request.messages, request.continuation, request.tools)
+                prompt = (list(request.prompt_ids) if request.prompt_ids is not None
+                          else self.renderer.render(request.messages, request.continuation, request.tools))
             except Exception as e:
-                results[i] = PolicyError(f"could not render the prompt with the chat template: {e}")
+                results[i] = PromptError(f"could not render the prompt with the chat template: {e}")
+                continue
+            if not prompt or any(not 0 <= t < vocab for t in prompt):
+                results[i] = PromptError(f"the prompt must be a non-empty list of token ids in [0, {vocab})")
                 continue
             if len(prompt) >= self.max_context:
-                results[i] = PolicyError(
+                results[i] = PromptError(
                     f"the prompt has {len(prompt)} tokens but {self.name} has a context of {self.max_context} "
                     "tokens (max_position_embeddings); shorten the conversation (PromptConfig.window)")
                 continue
@@ -215,7 +297,7 @@ class TransformersPolicy:
             if sp.seed is not None:
                 generator = torch.Generator(self.device).manual_seed(sp.seed)
             row = _Row(prompt, sp, min(sp.max_tokens, self.max_context - len(prompt)), generator,
-                       trajectory_id=request.trajectory_id)
+                       trajectory_id=request.trajectory_id, on_token=on_token[i])
             self._take_prefix(row)
             rows[i] = row
         if rows:
@@ -228,15 +310,27 @@ class TransformersPolicy:
             finally:
                 _release_freed_memory()
         for i, row in rows.items():
+            text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
             results[i] = PolicyOutput(
-                text=self.tokenizer.decode(row.ids, skip_special_tokens=True),
+                text=text if row.text_end is None else text[:row.text_end],
                 prompt_ids=row.prompt, completion_ids=row.ids, logprobs=row.logprobs,
                 top_ids=row.top_ids if row.params.top_logprobs else None,
                 top_logprobs=row.top_logprobs if row.params.top_logprobs else None,
-                entropies=row.entropies, entropy_kind="exact", finish_reason=row.finish or "length",
+                entropies=row.entropies, entropy_kind="exact", token_source="sampled",
+                finish_reason=row.finish or "length",
                 policy_version=self.version,
             )
         return results
+
+    def _hit_stop(self, row: _Row) -> bool:
+        """Whether the text now contains a stop string; sets ``row.text_end`` to the first one's start."""
+        longest = max(len(s) for s in row.params.stop)
+        tail = self.tokenizer.decode(row.ids[-(longest + 2):], skip_special_tokens=True)
+        if not any(s in tail for s in row.params.stop):
+            return False
+        text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
+        row.text_end = min(i for i in (text.find(s) for s in row.params.stop) if i >= 0)
+        return True
 
     # ----- prefix reuse (worker thread) ---------------------------------------------------------------------
     def _take_prefix(self, row: _Row) -> None:
@@ -345,7 +439,10 @@ class TransformersPolicy:
                     k = row.params.top_logprobs
                     row.top_ids.append(top.indices[b, :k].tolist())
                     row.top_logprobs.append(top.values[b, :k].tolist())
-                if token in self.eos_ids:
+                if row.on_token is not None:
+                    row.on_token(SampledToken(token, row.logprobs[-1], row.top_ids[-1] if row.top_ids else [],
+                                              row.top_logprobs[-1] if row.top_logprobs else [], row.entropies[-1]))
+                if token in self.eos_ids or (row.params.stop and self._hit_stop(row)):
                     row.finish = "stop"
                 elif len(row.ids) >= row.limit:
                     row.finish = "length"
@@ -358,6 +455,17 @@ class TransformersPolicy:
         columns = [torch.cat([prompt_columns[b], torch.arange(prompt_width, prompt_width + len(row.ids) - 1,
                                                               device=self.device)]) for b, row in enumerate(rows)]
         self._keep_prefixes(rows, cache_obj, columns)
+
+
+_OnToken = Callable[[SampledToken], None]
+_Queued = tuple[PolicyRequest, "asyncio.Future[PolicyOutput]", _OnToken | None]
+
+
+def _is_tied(model: Any, name: str) -> bool:
+    """Whether parameter ``name`` is tied to another (an output embedding that shares the input's)."""
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    names = tied.keys() if isinstance(tied, dict) else tied
+    return name in names and bool(getattr(model.config, "tie_word_embeddings", False))
 
 
 def _release_freed_memory() -> None:

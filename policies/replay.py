@@ -51,6 +51,9 @@ class ReplayPolicy:
             raise ValueError(f"no trajectory store at {path}: not a directory")
         return cls(TrajectoryStore(path).episodes(errors="skip"), **kwargs)
 
+    def recorded(self, trajectory_id: str, turn: int) -> bool:
+        return (trajectory_id, turn) in self._turns
+
     def __len__(self) -> int:
         return len(self.trajectories)
 
@@ -82,6 +85,7 @@ class ReplayPolicy:
             top_logprobs=[list(x) for x in turn.top_logprobs] or None,
             entropies=list(turn.entropies) or None,
             entropy_kind=turn.entropy_kind,
+            token_source=turn.token_source or "sampled",
             finish_reason=turn.finish_reason or "stop",
             policy_version=turn.policy_version,
         )

@@ -37,7 +37,7 @@ def full_trajectory(tid: str = "t000001-s002") -> Trajectory:
         top_ids=[[7, 1], [8, 2], [9, 3]],
         top_logprobs=[[-0.5, -1.0], [-0.25, -2.0], [-1.5, -1.75]],
         entropies=[0.7, 0.1, 1.2],
-        entropy_kind="topk",
+        entropy_kind="topk", token_source="sampled",
         finish_reason="stop",
         tool_calls=[{"name": "add", "arguments": {"a": 3, "b": 4}}],
         action_valid=False,
