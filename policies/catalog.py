@@ -81,7 +81,12 @@ def build_tiny_model(
     seed: int = 0,
 ) -> Path:
     """Write a tiny randomly initialised ``LlamaForCausalLM`` with the real tokenizer of
-    ``tokenizer_source`` (a catalog name or a directory) to ``out_dir``; returns ``out_dir``."""
+    ``tokenizer_source`` (a catalog name or a directory) to ``out_dir``; returns ``out_dir``.
+
+    Heads are 32 wide (``hidden`` must be a multiple of 32): vLLM's CPU attention accepts head sizes of
+    32, 64, 80... but not 16, so the same model serves in-process and on vLLM."""
+    if hidden % 32:
+        raise ValueError(f"hidden must be a multiple of 32 (heads are 32 wide), got {hidden}")
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -92,8 +97,8 @@ def build_tiny_model(
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=hidden // 32,
+        num_key_value_heads=max(1, hidden // 64),
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos,

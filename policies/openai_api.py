@@ -356,7 +356,7 @@ def create_openai_app(model: ServedModel, api_key: str | None = None, title: str
     @app.post("/collective_rpc")
     async def collective_rpc(request: Request) -> dict[str, Any]:
         body = await _json_object(request)
-        if body.get("method") != "reload_weights":
+        if body.get("method") not in ("reload_weights", "agentenv_reload_weights"):
             raise APIError(400, "this server supports only the reload_weights method", param="method")
         path = (body.get("kwargs") or {}).get("weights_path")
         if not isinstance(path, str) or not path:
@@ -381,9 +381,9 @@ def create_openai_app(model: ServedModel, api_key: str | None = None, title: str
         return {"weight_version": str(model.version)}
 
     @app.post("/reset_prefix_cache")
-    async def reset_prefix_cache() -> Response:
+    async def reset_prefix_cache() -> dict[str, Any]:
         model.clear_prefix_cache()
-        return Response(status_code=200)
+        return {"success": True}
 
     return app
 

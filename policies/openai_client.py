@@ -86,6 +86,7 @@ class OpenAIPolicy:
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
         self.extra_body = dict(extra_body or {})
+        self.api_key = api_key
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.renderer = ChatRenderer(load_tokenizer(tokenizer)) if tokenizer is not None else None
         self.stats: Counter[str] = Counter()
@@ -111,18 +112,14 @@ class OpenAIPolicy:
     async def update_weights(self, path: str, version: int) -> None:
         """Make the server serve the checkpoint directory ``path`` as weight version ``version``.
 
-        The sequence is vLLM's (its development endpoints, on with ``VLLM_SERVER_DEV_MODE=1``, as the vLLM
-        launcher sets them), which the embedded server mirrors: pause new requests and let running ones
-        finish, reload the weights in place, drop the prefix cache, set the version, resume.
+        The sequence is vLLM's (:func:`.vllm_server.update_vllm_weights`: its development endpoints, on
+        with ``VLLM_SERVER_DEV_MODE=1`` as the launcher sets them), which the embedded and replay servers
+        mirror: pause new requests and let running ones finish, reload the weights in place, drop the prefix
+        cache, set the version, resume.
         """
-        await self._call("POST", "/pause", params={"mode": "wait"})
-        try:
-            await self._call("POST", "/collective_rpc",
-                             {"method": "reload_weights", "kwargs": {"weights_path": str(path)}})
-            await self._call("POST", "/reset_prefix_cache")
-            await self._call("POST", "/update_weight_version", {"new_version": str(version)})
-        finally:
-            await self._call("POST", "/resume")
+        from .vllm_server import update_vllm_weights
+
+        await asyncio.to_thread(update_vllm_weights, self.base_url, path, version, self.api_key)
         self.version = version
 
     async def refresh_version(self) -> int:
@@ -167,7 +164,8 @@ class OpenAIPolicy:
             data = await self._call("POST", "/v1/completions", body | self.extra_body, headers=headers)
             out = self._from_completion(data, prompt, sp.top_logprobs)
         else:
-            body |= {"messages": request.messages, "logprobs": True, "top_logprobs": k}
+            # vLLM's chat log-probs list the sampled token first, then the top k-1: ask one more to get the top k
+            body |= {"messages": request.messages, "logprobs": True, "top_logprobs": min(k + 1, 20)}
             if request.tools:
                 body["tools"] = request.tools
             data = await self._call("POST", "/v1/chat/completions", body | self.extra_body, headers=headers)

@@ -90,18 +90,18 @@ def test_tool_calls_come_back_in_the_openai_format(tmp_path: Path) -> None:
         assert unknown.status_code == 400 and "no recorded turn" in unknown.json()["error"]["message"]
 
 
-def test_weight_updates_are_recorded_and_versioned(recorded: Path) -> None:
+def test_weight_updates_are_recorded_and_versioned(recorded: Path, tiny_model_dir: Path) -> None:
     model = ReplayModel.from_store(recorded)
     with ServerThread(create_openai_app(model)) as server:
         async def push() -> int:
             client = OpenAIPolicy(server.url)
-            await client.update_weights("/checkpoints/step-3", version=3)
+            await client.update_weights(str(tiny_model_dir), version=3)
             version = await client.refresh_version()
             await client.aclose()
             return version
 
         assert asyncio.run(push()) == 3
-    assert model.weight_updates == ["/checkpoints/step-3"] and model.version == 3
+    assert model.weight_updates == [str(tiny_model_dir.resolve())] and model.version == 3
 
 
 def test_serve_policy_command_prints_where_it_listens_and_stops_cleanly(recorded: Path) -> None:
