@@ -49,7 +49,11 @@ INSTALL_HINT = (
     "GPU machine `pip install vllm` into some environment and point AGENTENV_VLLM_PYTHON at its python"
 )
 #: the vLLM flags every server gets (checked against vLLM 0.32's argument parser)
-BASE_FLAGS = ("--enable-prefix-caching", "--logprobs-mode", "processed_logprobs", "--max-logprobs", "20")
+#: Prefix caching (multi-turn prompts share long prefixes); log-probs of the distribution actually sampled
+#: from (after temperature and top-p), as a trainer's behaviour log-probs must be; tool calls in the OpenAI
+#: format, parsed from the ``<tool_call>{...}</tool_call>`` text agentenv's envs ask for (Hermes' format).
+BASE_FLAGS = ("--enable-prefix-caching", "--logprobs-mode", "processed_logprobs", "--max-logprobs", "20",
+              "--enable-auto-tool-choice", "--tool-call-parser", "hermes")
 
 #: A worker extension (``--worker-extension-cls``) that VLLMServer writes to a private directory on the
 #: child's PYTHONPATH. vLLM's in-place ``reload_weights`` skips modules whose weights the checkpoint does not
