@@ -13,7 +13,7 @@ Two modes:
 
 Requests go through one pooled ``httpx.AsyncClient`` (created per event loop), at most ``concurrency`` at a
 time; connection errors, 429 and 5xx answers are retried with exponential backoff and jitter (429's
-``Retry-After`` is honoured); every request has a timeout.
+``Retry-After`` is honoured); every request has a total deadline.
 """
 
 from __future__ import annotations
@@ -266,8 +266,11 @@ class OpenAIPolicy:
             delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
             try:
                 async with limit:
-                    response = await client.request(method, path, json=body, params=params, headers=headers)
-            except httpx.TimeoutException:
+                    # httpx's timeouts bound each read; the total deadline also stops a server that
+                    # trickles bytes (slowloris) from holding the episode forever
+                    response = await asyncio.wait_for(
+                        client.request(method, path, json=body, params=params, headers=headers), self.timeout_s)
+            except (httpx.TimeoutException, TimeoutError):
                 self.stats["failed"] += 1
                 raise PolicyError(f"{self.base_url}{path}: no answer within {self.timeout_s:g} s") from None
             except httpx.TransportError as e:

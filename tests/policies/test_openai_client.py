@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import time
 from typing import Any
 
 import pytest
@@ -115,6 +117,30 @@ def test_timeout_and_concurrency_limit() -> None:
     with ServerThread(paced.app) as server:
         outs = _act(OpenAIPolicy(server.url, model="m", concurrency=3), n=10)
     assert len(outs) == 10 and paced.max_in_flight == 3
+
+
+def test_a_server_that_trickles_bytes_hits_the_total_deadline() -> None:
+    async def scenario() -> float:
+        async def slowloris(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n")
+            with contextlib.suppress(ConnectionError):
+                for _ in range(100):  # one byte every 0.1 s: each read is quick, the answer never ends
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+
+        server = await asyncio.start_server(slowloris, "127.0.0.1", 0)
+        policy = OpenAIPolicy(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", model="m",
+                              timeout_s=0.5, max_retries=0)
+        started = time.monotonic()
+        with pytest.raises(PolicyError, match="no answer within"):
+            await policy.act([PolicyRequest(HELLO)])
+        await policy.aclose()
+        server.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 2.0
 
 
 def test_a_server_without_token_ids_is_flagged_not_silent(tiny_model_dir: Any) -> None:
