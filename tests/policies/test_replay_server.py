@@ -121,3 +121,22 @@ def test_serve_policy_command_prints_where_it_listens_and_stops_cleanly(recorded
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_cli_collects_from_a_served_env_with_a_served_policy(recorded: Path, tiny_model_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """``agentenv collect http://ENV --policy http://POLICY/v1 --tokenizer T``: both sides over HTTP."""
+    from agentenv.cli import main
+    from agentenv.env_server import BackgroundEnvServer
+
+    model = ReplayModel.from_store(recorded)
+    with ServerThread(create_openai_app(model)) as policy_server, BackgroundEnvServer(GUESS) as env_server:
+        main(["collect", env_server.url, "--policy", policy_server.url + "/v1", "--tokenizer", str(tiny_model_dir),
+              "-n", "3", "-g", "2", "-k", "4", "--max-tokens", "12", "--top-logprobs", "2", "--progress", "off",
+              "--out", str(tmp_path / "served")])
+    original = {t.trajectory_id: t for t in TrajectoryStore(recorded).episodes()}
+    served = list(TrajectoryStore(tmp_path / "served").episodes())
+    assert len(served) == 6 and all(t.status == "ok" for t in served)
+    for episode in served:
+        assert [u.action for u in episode.turns] == [u.action for u in original[episode.trajectory_id].turns]
+        assert all(u.token_source == "sampled" for u in episode.turns)
