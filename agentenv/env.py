@@ -47,6 +47,10 @@ class Env(gym.Env[Observation, str]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}  # type: ignore[misc]  # gymnasium: instance var
     #: the environment family shown by ``agentenv envs`` (alfworld, web, code, swe, gui, puzzle...)
     family: ClassVar[str] = "custom"
+    #: True declares that ``step`` and ``expert_action`` never block and take microseconds (pure-Python text
+    #: worlds), so a server may call them on its event loop instead of hopping to a worker thread. Never set
+    #: it on an env that does I/O, sleeps, runs a sandbox or a browser, or may take over a millisecond.
+    nonblocking_steps: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -1,17 +1,33 @@
-"""An Env whose episodes run on an agentenv env server (:mod:`agentenv.env_server`) over HTTP.
+"""An Env whose episodes run on an agentenv env server (:mod:`agentenv.env_server`), over a WebSocket or HTTP.
 
 ``RemoteEnv(url)`` is itself an agentenv :class:`~agentenv.env.Env`, so the collector, the checker and user
 code drive a remote environment exactly as a local one: ``reset`` opens a session on the server (closing
 the previous one), ``step`` sends the raw action text, and observations, infos, rewards and flags come
 back as the server's env produced them (JSON round-tripped: tuples arrive as lists).
 
-``reset_async`` / ``step_async`` are native coroutines on a pooled ``httpx.AsyncClient`` (no thread per
-call), so one collector runs hundreds of remote episodes concurrently.
+Two transports, the same episodes:
+
+* ``transport="ws"`` (the default when the ``websockets`` package is installed): one WebSocket per
+  RemoteEnv to ``/sessions/ws``, carrying its session. It is the fast path (no HTTP request per step) and
+  a client that dies frees its server session at once. The sync API uses ``websockets.sync.client``; the
+  async API (``reset_async`` / ``step_async``) a ``websockets.asyncio.client`` connection on the calling
+  event loop. A session lives on the connection that opened it: an async call from another event loop
+  (or a sync call while an event loop in another thread owns the session) is run on the owning side, so
+  the collector may build the env in one thread and drive it from its loop. Like any Env, one call at a
+  time per RemoteEnv.
+* ``transport="http"``: the HTTP API (the OpenAPI-documented one; the fallback without ``websockets``),
+  with ``reset_async`` / ``step_async`` on a pooled ``httpx.AsyncClient``.
+
+Either way the async twins are native coroutines (no thread per call), so one collector runs hundreds of
+remote episodes concurrently.
 
 Why failures are exceptions: a lost session cannot be continued. A server restart (its ``instance_id``
 changed, or it no longer knows the session), a connection failure or an env that raised on the server
 makes the call raise :class:`RemoteEnvError` naming the URL and what happened; the collector records the
-episode as failed (``env_error``) with that message, and may retry it on a fresh session.
+episode as failed (``env_error``) with that message, and may retry it on a fresh session. Over a
+WebSocket, a lost connection (server stopped or restarted, network) loses the session with it; a call that
+times out or is cancelled mid-flight drops the connection (its answer could no longer be matched to a
+request), which ends the episode the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
+import json
 import logging
 import ssl
 import time
@@ -46,6 +64,25 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def websockets_available() -> bool:
+    """Whether the WebSocket transport can be used (the ``websockets`` package, in the serve extra)."""
+    return importlib.util.find_spec("websockets") is not None
+
+
+@functools.cache
+def _sync_connect_flags() -> dict[str, Any]:
+    """websockets >= 17 warns unless a directly used sync connection says ``legacy=True``; older ones lack it."""
+    import inspect
+
+    from websockets.sync.client import connect
+
+    return {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+
+
+#: the largest message either side accepts (the server's request body limit)
+WS_MAX_SIZE = 16 * 1024 * 1024
+
+
 class RemoteEnvError(RuntimeError):
     """The env server could not carry on this episode (restart, lost session, connection, env error)."""
 
@@ -53,19 +90,36 @@ class RemoteEnvError(RuntimeError):
 class RemoteEnv(Env):
     """A client of an agentenv env server; see the module docstring.
 
-    ``timeout_s`` bounds each HTTP request. ``capacity_wait_s`` is how long ``reset`` keeps retrying while
-    the server is at its session cap (429, honouring ``Retry-After``); 0 raises at once.
+    ``timeout_s`` bounds each request (connect, or one message and its answer). ``capacity_wait_s`` is how
+    long ``reset`` keeps retrying while the server is at its session cap (429, honouring ``Retry-After``);
+    0 raises at once. ``transport`` is ``"ws"`` or ``"http"``; None picks ``"ws"`` when ``websockets`` is
+    installed.
     """
 
     family: ClassVar[str] = "remote"
 
-    def __init__(self, url: str, timeout_s: float = 60.0, capacity_wait_s: float = 0.0, **kwargs: Any):
+    def __init__(self, url: str, timeout_s: float = 60.0, capacity_wait_s: float = 0.0,
+                 transport: str | None = None, **kwargs: Any):
         if kwargs:
-            raise ValueError(f"RemoteEnv takes url, timeout_s and capacity_wait_s; unknown {sorted(kwargs)} (the "
-                             "server's env kwargs are set where it is started: agentenv serve-env -e KEY=VALUE)")
+            raise ValueError(f"RemoteEnv takes url, timeout_s, capacity_wait_s and transport; unknown "
+                             f"{sorted(kwargs)} (the server's env kwargs are set where it is started: "
+                             "agentenv serve-env -e KEY=VALUE)")
+        if transport is None:
+            transport = "ws" if websockets_available() else "http"
+        if transport not in ("ws", "http"):
+            raise ValueError(f"transport must be 'ws' or 'http', got {transport!r}")
+        if transport == "ws" and not websockets_available():
+            raise ValueError("transport='ws' needs the websockets package (pip install 'agentenv[serve]'), "
+                             "or use transport='http'")
         super().__init__(max_invalid_actions=None)
         self.url = url.rstrip("/")
+        self.transport = transport
+        self.ws_url = "ws" + self.url[4:] + "/sessions/ws" if self.url.startswith("http") else self.url
         self.timeout_s, self.capacity_wait_s = timeout_s, capacity_wait_s
+        self._ws: Any = None  # websockets.sync.client.ClientConnection
+        self._aws: Any = None  # websockets.asyncio.client.ClientConnection, bound to _aws_loop
+        self._aws_loop: asyncio.AbstractEventLoop | None = None
+        self._session_on: str | None = None  # "sync" / "async": the connection holding the session
         self.session_id: str | None = None
         self.instance_id: str | None = None
         self._client: httpx.Client | None = None
@@ -153,6 +207,170 @@ class RemoteEnv(Env):
             raise RemoteEnvError(f"env server {self.url}: {what} answered {status}: {message}")
         return body
 
+    # ----- WebSocket plumbing -----------------------------------------------------------------------
+    def _ws_options(self) -> dict[str, Any]:
+        tls = {"ssl": _tls()} if self.ws_url.startswith("wss:") else {}
+        return {"open_timeout": self.timeout_s, "close_timeout": 2, "max_size": WS_MAX_SIZE, "compression": None,
+                **tls}
+
+    def _connect_error(self, what: str, e: BaseException) -> RemoteEnvError:
+        return RemoteEnvError(f"env server {self.url}: {what} failed: cannot open a WebSocket to {self.ws_url}: "
+                              f"{type(e).__name__}: {e or 'no detail'} (is the server running and reachable?)")
+
+    def _ws_lost(self, what: str, e: BaseException) -> RemoteEnvError:
+        lost = f"; session {self.session_id} and its episode are lost" if self.session_id else ""
+        if isinstance(e, TimeoutError):
+            return RemoteEnvError(f"env server {self.url}: {what} failed: TimeoutError: no answer within "
+                                  f"{self.timeout_s:g} s, so the WebSocket was closed{lost}")
+        return RemoteEnvError(f"env server {self.url}: {what} failed: the WebSocket connection was lost "
+                              f"({type(e).__name__}: {e or 'no detail'}){lost} (did the server stop or restart?)")
+
+    def _sync_ws(self, what: str) -> Any:
+        if self._ws is None:
+            from websockets.sync.client import connect
+
+            try:
+                self._ws = connect(self.ws_url, **self._ws_options(), **_sync_connect_flags())
+            except Exception as e:
+                raise self._connect_error(what, e) from e
+        return self._ws
+
+    def _drop_sync(self) -> None:
+        """Close the sync connection (the server frees the session it held at once)."""
+        ws, self._ws = self._ws, None
+        if self._session_on == "sync":
+            self._session_on = None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                ws.close()
+
+    def _release_async(self, wait: bool = False) -> None:
+        """Let the async connection go, from any thread (the server frees the session it held)."""
+        ws, loop = self._aws, self._aws_loop
+        self._aws = self._aws_loop = None
+        if self._session_on == "async":
+            self._session_on = None
+        if ws is None or loop is None:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        with contextlib.suppress(Exception):
+            if loop is running or loop.is_closed() or not loop.is_running():
+                ws.transport.abort()
+            elif wait:
+                asyncio.run_coroutine_threadsafe(ws.close(), loop).result(timeout=5)
+            else:
+                loop.call_soon_threadsafe(ws.transport.abort)
+
+    def _decode(self, what: str, raw: Any) -> dict[str, Any]:
+        try:
+            body = json.loads(raw)
+        except (TypeError, ValueError):
+            body = None
+        if not isinstance(body, dict):
+            raise RemoteEnvError(f"env server {self.url}: {what} answered with a non-JSON message: {str(raw)[:200]!r}")
+        return body
+
+    def _ws_retry(self, body: dict[str, Any], deadline: float) -> float | None:
+        if body.get("status") != 429 or "error" not in body:
+            return None
+        return 0.25 if time.monotonic() + 0.25 <= deadline else None
+
+    def _ws_check(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
+        if "error" not in body:
+            return body
+        status, kind, message = body.get("status"), body.get("type"), str(body["error"])[:1000]
+        if self.session_id is not None and (status in (404, 410) or kind == "no_session"):
+            raise RemoteEnvError(f"env server {self.url} no longer has session {self.session_id} "
+                                 f"(expired, closed, or the server restarted): {message}")
+        if status == 429:
+            raise RemoteEnvError(f"env server {self.url} is at its session cap: {message}")
+        if status == 502:
+            raise RemoteEnvError(f"env server {self.url}: {message}")
+        raise RemoteEnvError(f"env server {self.url}: {what} answered {status} ({kind}): {message}")
+
+    def _ws_roundtrip(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One message and its answer on the sync connection (reset retries while the server is full)."""
+        what, text = f"WebSocket {message['op']}", json.dumps(message)
+        deadline = time.monotonic() + self.capacity_wait_s
+        while True:
+            ws = self._sync_ws(what)
+            try:
+                ws.send(text)
+                raw = ws.recv(timeout=self.timeout_s)
+            except Exception as e:  # lost, or a late answer that could no longer be matched: drop the connection
+                self._drop_sync()
+                raise self._ws_lost(what, e) from e
+            body = self._decode(what, raw)
+            delay = self._ws_retry(body, deadline)
+            if delay is None:
+                return self._ws_check(what, body)
+            time.sleep(delay)
+
+    async def _aws_roundtrip(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One message and its answer on this event loop's connection."""
+        what, text = f"WebSocket {message['op']}", json.dumps(message)
+        deadline = time.monotonic() + self.capacity_wait_s
+        while True:
+            ws = self._aws
+            if ws is None:
+                from websockets.asyncio.client import connect
+
+                try:
+                    ws = self._aws = await connect(self.ws_url, **self._ws_options())
+                except Exception as e:
+                    raise self._connect_error(what, e) from e
+                self._aws_loop = asyncio.get_running_loop()
+            try:
+                await ws.send(text)
+                async with asyncio.timeout(self.timeout_s):
+                    raw = await ws.recv()
+            except BaseException as e:  # cancelled mid-call too: the answer would arrive for the next request
+                self._release_async()
+                if isinstance(e, Exception):
+                    raise self._ws_lost(what, e) from e
+                raise
+            body = self._decode(what, raw)
+            delay = self._ws_retry(body, deadline)
+            if delay is None:
+                return self._ws_check(what, body)
+            await asyncio.sleep(delay)
+
+    def _owner_loop(self, what: str) -> asyncio.AbstractEventLoop:
+        loop = self._aws_loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            self._release_async()
+            raise RemoteEnvError(f"env server {self.url}: {what} failed: session {self.session_id} was opened on an "
+                                 "event loop that has ended, and its WebSocket with it; the episode is lost")
+        return loop
+
+    def _ws_call(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A session call from the sync API, sent on the connection that holds the session."""
+        if self._session_on != "async":
+            return self._ws_roundtrip(message)
+        loop = self._owner_loop(f"WebSocket {message['op']}")
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError(f"RemoteEnv({self.url}): a sync call inside the event loop that holds its session "
+                               "would block that loop; use the *_async methods")
+        return asyncio.run_coroutine_threadsafe(self._aws_roundtrip(message), loop).result()
+
+    async def _aws_call(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A session call from the async API, sent on the connection that holds the session."""
+        if self._session_on == "sync":
+            return await asyncio.to_thread(self._ws_roundtrip, message)
+        if self._aws is not None and self._aws_loop is not asyncio.get_running_loop():
+            if self._session_on == "async":  # the session lives on another (running) loop: run the call there
+                loop = self._owner_loop(f"WebSocket {message['op']}")
+                return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._aws_roundtrip(message), loop))
+            self._release_async()  # an idle connection of another loop: this loop opens its own
+        return await self._aws_roundtrip(message)
+
     # ----- sessions ---------------------------------------------------------------------------------
     def _start(self, body: dict[str, Any]) -> tuple[Observation, dict[str, Any]]:
         self.session_id = body["session_id"]
@@ -183,15 +401,27 @@ class RemoteEnv(Env):
               options: dict[str, Any] | None = None) -> tuple[Observation, dict[str, Any]]:
         if self._closed:
             raise RuntimeError(f"RemoteEnv({self.url}) was closed; make a new env")
+        if self.transport == "ws":
+            if self._session_on == "async":
+                self._release_async(wait=True)
+            self.session_id = None  # a reset on the connection closes its previous session on the server
+            body = self._ws_roundtrip({"op": "reset", **self._reset_body(seed, options)})
+            self._session_on = "sync"
+            return self._start(body)
         self._end_session()
         return self._start(self._request("POST", "/sessions", self._reset_body(seed, options)))
 
     def step(self, action: str) -> StepTuple:
         sid = self._ensure_running()
+        if self.transport == "ws":
+            return self._step_result(self._ws_call({"op": "step", "action": action}))
         return self._step_result(self._request("POST", f"/sessions/{sid}/step", {"action": action}))
 
     def expert_action(self) -> str | None:
         sid = self._ensure_running()
+        if self.transport == "ws":
+            action = self._ws_call({"op": "expert"}).get("action")
+            return action if isinstance(action, str) else None
         action = self._request("POST", f"/sessions/{sid}/expert").get("action")
         return action if isinstance(action, str) else None
 
@@ -204,6 +434,11 @@ class RemoteEnv(Env):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.transport == "ws":  # closing the connection frees its session on the server at once
+                self.session_id = None
+                self._drop_sync()
+                self._release_async(wait=True)
+                return
             self._end_session()
             if self._client is not None:
                 self._client.close()
@@ -217,15 +452,27 @@ class RemoteEnv(Env):
                           options: dict[str, Any] | None = None) -> tuple[Observation, dict[str, Any]]:
         if self._closed:
             raise RuntimeError(f"RemoteEnv({self.url}) was closed; make a new env")
+        if self.transport == "ws":
+            if self._session_on == "sync":
+                await asyncio.to_thread(self._drop_sync)
+            self.session_id = None
+            body = await self._aws_call({"op": "reset", **self._reset_body(seed, options)})
+            self._session_on = "async"
+            return self._start(body)
         await self._aend_session()
         return self._start(await self._arequest("POST", "/sessions", self._reset_body(seed, options)))
 
     async def step_async(self, action: str) -> StepTuple:
         sid = self._ensure_running()
+        if self.transport == "ws":
+            return self._step_result(await self._aws_call({"op": "step", "action": action}))
         return self._step_result(await self._arequest("POST", f"/sessions/{sid}/step", {"action": action}))
 
     async def expert_action_async(self) -> str | None:
         sid = self._ensure_running()
+        if self.transport == "ws":
+            action = (await self._aws_call({"op": "expert"})).get("action")
+            return action if isinstance(action, str) else None
         action = (await self._arequest("POST", f"/sessions/{sid}/expert")).get("action")
         return action if isinstance(action, str) else None
 
@@ -239,6 +486,18 @@ class RemoteEnv(Env):
         if self._closed:
             return
         self._closed = True
+        if self.transport == "ws":
+            self.session_id = None
+            if self._ws is not None:
+                await asyncio.to_thread(self._drop_sync)
+            aws = self._aws
+            if aws is not None and self._aws_loop is asyncio.get_running_loop():
+                self._aws = self._aws_loop = None
+                self._session_on = None
+                with contextlib.suppress(Exception):
+                    await aws.close()
+            self._release_async()
+            return
         with contextlib.suppress(Exception):
             await self._aend_session()
         aclient, self._aclient = self._aclient, None

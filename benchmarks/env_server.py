@@ -1,16 +1,22 @@
-"""Env server benchmark: HTTP overhead per step, sessions held, and agentenv's server vs openenv-core's.
+"""Env server benchmark: per-step overhead, sessions held, and agentenv's server vs openenv-core's.
 
     python benchmarks/env_server.py [--quick]
 
 1. Step latency (median, p99) of a local env and of the same env served by ``agentenv serve-env`` through
-   ``RemoteEnv`` (sync and async), and the ratio remote / local.
-2. Sessions held: N concurrent episodes (N = 64, 256, 512) through ``RemoteEnv.step_async`` against one
-   server process, each resetting and taking several steps; success rate, p50/p99 step latency, steps/s.
-   Target: all succeed at N = 512 (>= 256 sessions per core on 2 cores).
+   ``RemoteEnv`` over each transport (WebSocket and HTTP; sync and async), and the ratio remote / local.
+2. Sessions held: N concurrent episodes (N = 64, 256, 512, 1024) through ``RemoteEnv.step_async`` over the
+   WebSocket against one server process, each resetting and taking several steps; success rate, p50/p99
+   step latency, steps/s. Target: all succeed at N = 512 (>= 256 sessions per core on 2 cores).
 3. Per-step overhead (remote step - in-process step, medians) of agentenv's server and of openenv-core's
-   (0.3.0) on identical env logic, each through its own async client: agentenv's HTTP sessions via
-   ``RemoteEnv``, openenv's WebSocket sessions via ``EnvClient`` (its HTTP ``/step`` is stateless: a new env
-   per request, so multi-step episodes need its WebSocket). Target: ours <= 1/3 of theirs.
+   (0.3.0) on identical env logic, each through its own async client: agentenv's HTTP and WebSocket
+   sessions via ``RemoteEnv``, openenv's WebSocket sessions via ``EnvClient`` (its HTTP ``/step`` is
+   stateless: a new env per request, so multi-step episodes need its WebSocket). Target: ours <= 1/3 of
+   theirs. The env is served twice: as a plain sync env (its steps run in a worker thread, as openenv runs
+   them in a per-session executor) and declaring ``nonblocking_steps = True`` (steps run inline on the
+   server's event loop; see agentenv.env_server).
+4. Where the WebSocket step's time goes: a bare uvicorn WebSocket echo (the transport floor), a bare
+   websockets client against our server (server framing and handling), RemoteEnv (client), and the thread
+   hop (plain env vs inline env).
    openenv-core pulls heavy dependencies (gradio...), so it lives in its own venv, ``.venv-openenv``, made
    here on first use; its server and client run in processes of that venv.
 
@@ -72,7 +78,7 @@ def stats_ms(xs: list[float]) -> dict[str, float]:
 
 
 # ----- agentenv side ------------------------------------------------------------------------------------
-def register_ours() -> str:
+def register_ours(inline: bool = False) -> str:
     import gymnasium as gym
 
     from agentenv.env import Env, StepResult
@@ -96,20 +102,49 @@ def register_ours() -> str:
             text, reward, done = self.logic.step(action.text)
             return StepResult(observation(text), reward, terminated=done)
 
-    env_id = "agentenv/BenchGuess-v0"
-    gym.register(env_id, entry_point=BenchGuessEnv, disable_env_checker=True)
+    class BenchGuessInlineEnv(BenchGuessEnv):
+        nonblocking_steps = True  # a pure-Python microsecond step: safe to run on the server's event loop
+
+    env_id = "agentenv/BenchGuessInline-v0" if inline else "agentenv/BenchGuess-v0"
+    gym.register(env_id, entry_point=BenchGuessInlineEnv if inline else BenchGuessEnv, disable_env_checker=True)
     return env_id
 
 
-def serve_ours() -> None:
+def serve_ours(inline: bool) -> None:
     from agentenv.env_server import serve_env
 
-    serve_env(register_ours(), port=0, max_sessions=2048)
+    serve_env(register_ours(inline), port=0, max_sessions=4096)
 
 
-def start(cmd: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    """Start a server process and wait for its ready line; returns it and its URL."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+def serve_echo() -> None:
+    """A bare ASGI WebSocket echo on uvicorn (same loop/ws choices as ours): the transport's floor."""
+    import uvicorn
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            print(f"echo server: http://{host}:{port}", flush=True)
+
+    Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_per_message_deflate=False)).run()
+
+
+def start(cmd: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """Start a server process and wait for its ready line; returns it and its URL. ``quiet`` drops its stderr
+    (openenv's server prints a traceback for every client that disconnects)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None, text=True,
+                            cwd=REPO, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     found = re.search(r"http://[\d.]+:\d+", line)
@@ -132,10 +167,10 @@ def local_latency(steps: int) -> list[float]:
     return times
 
 
-def remote_latency(url: str, steps: int) -> tuple[list[float], list[float]]:
+def remote_latency(url: str, steps: int, transport: str) -> tuple[list[float], list[float]]:
     from agentenv.remote_env import RemoteEnv
 
-    env = RemoteEnv(url)
+    env = RemoteEnv(url, transport=transport)
     env.reset(seed=1)
     for _ in range(20):
         env.step(ACTION)
@@ -147,7 +182,7 @@ def remote_latency(url: str, steps: int) -> tuple[list[float], list[float]]:
     env.close()
 
     async def run() -> list[float]:
-        aenv = RemoteEnv(url)
+        aenv = RemoteEnv(url, transport=transport)
         await aenv.reset_async(seed=1)
         for _ in range(20):
             await aenv.step_async(ACTION)
@@ -162,11 +197,32 @@ def remote_latency(url: str, steps: int) -> tuple[list[float], list[float]]:
     return sync, asyncio.run(run())
 
 
-def sessions_held(url: str, n: int, steps: int) -> dict[str, float]:
+def bare_ws_latency(url: str, steps: int, messages: list[str]) -> list[float]:
+    """Round trips of a bare ``websockets`` client (no RemoteEnv): ``messages[0]`` once, then ``messages[-1]``."""
+    from websockets.asyncio.client import connect
+
+    async def run() -> list[float]:
+        ws = await connect(url.replace("http", "ws", 1) + "/sessions/ws", compression=None)
+        await ws.send(messages[0])
+        await ws.recv()
+        times = []
+        for i in range(steps + 20):
+            t0 = time.perf_counter()
+            await ws.send(messages[-1])
+            await ws.recv()
+            if i >= 20:
+                times.append(time.perf_counter() - t0)
+        await ws.close()
+        return times
+
+    return asyncio.run(run())
+
+
+def sessions_held(url: str, n: int, steps: int, transport: str = "ws") -> dict[str, float]:
     from agentenv.remote_env import RemoteEnv
 
     async def episode(seed: int, latencies: list[float]) -> bool:
-        env = RemoteEnv(url, timeout_s=120)
+        env = RemoteEnv(url, timeout_s=120, transport=transport)
         try:
             await env.reset_async(seed=seed)
             for _ in range(steps):
@@ -324,12 +380,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and sessions (a smoke run)")
     parser.add_argument("--skip-openenv", action="store_true", help="do not build or run the openenv comparison")
-    parser.add_argument("--serve-ours", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-ours", choices=["thread", "inline"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-openenv", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--openenv-client", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_ours:
-        return serve_ours()
+        return serve_ours(args.serve_ours == "inline")
+    if args.serve_echo:
+        return serve_echo()
     if args.serve_openenv:
         return serve_openenv()
     if args.openenv_client:
@@ -341,36 +400,55 @@ def main() -> None:
 
     console = Console(width=max(Console().width, 110))
     steps = 300 if args.quick else 2000
-    ns = [64, 256] if args.quick else [64, 256, 512]
+    ns = [64, 256] if args.quick else [64, 256, 512, 1024]
     session_steps = 5 if args.quick else 10
+    me = str(Path(__file__).resolve())
 
-    proc, url = start([sys.executable, str(Path(__file__).resolve()), "--serve-ours"])
+    local = local_latency(steps)
+    lat: dict[str, tuple[list[float], list[float]]] = {}
+    bare: dict[str, list[float]] = {}
+    held: dict[tuple[str, int], dict[str, float]] = {}
+    step_message = json.dumps({"op": "step", "action": ACTION})
+    for mode in ("thread", "inline"):
+        proc, url = start([sys.executable, me, "--serve-ours", mode])
+        try:
+            for transport in ("ws", "http"):
+                lat[f"{transport}/{mode}"] = remote_latency(url, steps, transport)
+            bare[mode] = bare_ws_latency(url, steps, [json.dumps({"op": "reset", "seed": 1}), step_message])
+            for n in ns if mode == "thread" else []:
+                held[("ws", n)] = sessions_held(url, n, session_steps, "ws")
+            for n in ns[:2] if mode == "thread" else []:
+                held[("http", n)] = sessions_held(url, n, session_steps, "http")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    eproc, eurl = start([sys.executable, me, "--serve-echo"])
     try:
-        local = local_latency(steps)
-        sync, async_ = remote_latency(url, steps)
-        held = {n: sessions_held(url, n, session_steps) for n in ns}
+        echo = bare_ws_latency(eurl, steps, [step_message])
     finally:
-        proc.terminate()
-        proc.wait(10)
+        eproc.terminate()
+        eproc.wait(10)
 
     loc = stats_ms(local)
-    t = Table(title=f"(a) step latency, local env vs agentenv env server over HTTP ({steps} steps, 127.0.0.1)")
+    t = Table(title=f"(a) step latency, local env vs agentenv env server ({steps} steps, 127.0.0.1)")
     for col in ("path", "median ms", "p99 ms", "ratio vs local (median)"):
         t.add_column(col, justify="right")
-    t.add_row("local Env.step (baseline)", f"{loc['median']:.3f}", f"{loc['p99']:.3f}", "1x")
-    for name, xs in (("RemoteEnv.step (sync httpx)", sync), ("RemoteEnv.step_async (httpx async)", async_)):
-        s = stats_ms(xs)
-        t.add_row(name, f"{s['median']:.3f}", f"{s['p99']:.3f}", f"{s['median'] / loc['median']:.0f}x")
+    t.add_row("local Env.step (baseline)", f"{loc['median']:.4f}", f"{loc['p99']:.4f}", "1x")
+    for key, label in (("ws/thread", "WebSocket"), ("ws/inline", "WebSocket, inline env"),
+                       ("http/thread", "HTTP"), ("http/inline", "HTTP, inline env")):
+        for name, xs in ((f"RemoteEnv.step ({label})", lat[key][0]), (f"RemoteEnv.step_async ({label})", lat[key][1])):
+            st = stats_ms(xs)
+            t.add_row(name, f"{st['median']:.3f}", f"{st['p99']:.3f}", f"{st['median'] / loc['median']:.0f}x")
     console.print(t)
 
     their: dict[str, Any] | None = None
     if not args.skip_openenv:
         python = ensure_openenv_venv()
-        oproc, ourl = start([str(python), str(Path(__file__).resolve()), "--serve-openenv"],
-                            env={**os.environ, "ENABLE_WEB_INTERFACE": "false"})
+        oproc, ourl = start([str(python), me, "--serve-openenv"], env={**os.environ, "ENABLE_WEB_INTERFACE": "false"},
+                            quiet=True)
         try:
-            opts = {"url": ourl, "steps": steps, "sessions": ns, "session_steps": session_steps}
-            out = subprocess.run([str(python), str(Path(__file__).resolve()), "--openenv-client", json.dumps(opts)],
+            opts = {"url": ourl, "steps": steps, "sessions": ns[:3], "session_steps": session_steps}
+            out = subprocess.run([str(python), me, "--openenv-client", json.dumps(opts)],
                                  capture_output=True, text=True, cwd=REPO, timeout=1200)
             if out.returncode != 0:
                 raise RuntimeError(f"openenv client failed: {out.stderr[-2000:]}")
@@ -382,12 +460,12 @@ def main() -> None:
     h = Table(title=f"(b) sessions held: N concurrent episodes x {session_steps} steps, one server process, 2 cores")
     for col in ("server", "N", "success", "p50 ms", "p99 ms", "steps/s", "wall s", "target"):
         h.add_column(col, justify="right")
-    for n in ns:
-        r = held[n]
-        h.add_row("agentenv (HTTP sessions)", str(n), f"{r['ok']:.1%}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
-                  f"{r['steps_per_s']:.0f}", f"{r['wall']:.2f}", "100% at 512" if n == 512 else "")
+    for (transport, n), r in held.items():
+        h.add_row(f"agentenv ({'WebSocket' if transport == 'ws' else 'HTTP'})", str(n), f"{r['ok']:.1%}",
+                  f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['steps_per_s']:.0f}", f"{r['wall']:.2f}",
+                  ">= 99% at 512" if n == 512 else "")
     if their is not None:
-        for n in ns:
+        for n in ns[:3]:
             r = their["held"][str(n)]
             h.add_row("openenv-core 0.3.0 (WebSocket)", str(n), f"{r['ok']:.1%}", f"{r['p50']:.1f}",
                       f"{r['p99']:.1f}", f"{r['steps_per_s']:.0f}", f"{r['wall']:.2f}", "")
@@ -395,17 +473,36 @@ def main() -> None:
 
     if their is not None:
         o = Table(title="(c) per-step overhead on identical env logic (remote median - in-process median)")
-        for col in ("server / client", "in-process ms", "remote median ms", "remote p99 ms", "overhead ms"):
+        for col in ("server / client", "in-process ms", "remote median ms", "remote p99 ms", "overhead ms",
+                    "ours / theirs (target <= 0.33)"):
             o.add_column(col, justify="right")
-        ours_over = stats_ms(async_)["median"] - loc["median"]
         tl, tr = stats_ms(their["local"]), stats_ms(their["remote"])
         their_over = tr["median"] - tl["median"]
-        o.add_row("agentenv HTTP / RemoteEnv.step_async", f"{loc['median']:.3f}", f"{stats_ms(async_)['median']:.3f}",
-                  f"{stats_ms(async_)['p99']:.3f}", f"{ours_over:.3f}")
-        o.add_row("openenv-core WebSocket / EnvClient.step", f"{tl['median']:.3f}", f"{tr['median']:.3f}",
-                  f"{tr['p99']:.3f}", f"{their_over:.3f}")
-        o.add_row("ratio ours / theirs (target <= 0.33)", "", "", "", f"{ours_over / their_over:.2f}")
+        for key, label in (("http/thread", "agentenv HTTP / RemoteEnv.step_async"),
+                           ("ws/thread", "agentenv WebSocket / RemoteEnv.step_async"),
+                           ("ws/inline", "agentenv WebSocket, nonblocking_steps env")):
+            st = stats_ms(lat[key][1])
+            over = st["median"] - loc["median"]
+            o.add_row(label, f"{loc['median']:.4f}", f"{st['median']:.3f}", f"{st['p99']:.3f}", f"{over:.3f}",
+                      f"{over / their_over:.2f}")
+        o.add_row("openenv-core WebSocket / EnvClient.step", f"{tl['median']:.4f}", f"{tr['median']:.3f}",
+                  f"{tr['p99']:.3f}", f"{their_over:.3f}", "1")
         console.print(o)
+
+    b = Table(title="(d) where a WebSocket step's time goes (medians, ms)")
+    for col in ("component", "how it is measured", "ms"):
+        b.add_column(col, justify="right")
+    floor = stats_ms(echo)["median"]
+    bare_inline, bare_thread = stats_ms(bare["inline"])["median"], stats_ms(bare["thread"])["median"]
+    remote_inline = stats_ms(lat["ws/inline"][1])["median"]
+    b.add_row("transport floor", "bare websockets client <-> bare uvicorn ASGI echo", f"{floor:.3f}")
+    b.add_row("server handling", "bare client to our server (inline env) - echo - env step",
+              f"{bare_inline - floor - loc['median']:.3f}")
+    b.add_row("client (RemoteEnv)", "RemoteEnv.step_async - bare client (inline env)",
+              f"{remote_inline - bare_inline:.3f}")
+    b.add_row("thread hop", "bare client: plain env - inline env", f"{bare_thread - bare_inline:.3f}")
+    b.add_row("env step", "in-process Env.step", f"{loc['median']:.4f}")
+    console.print(b)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ class GuessNumberEnv(Env):
     """
 
     family = "puzzle"
+    nonblocking_steps = True  # microsecond steps: the env server runs them on its event loop
 
     def __init__(self, low: int = 1, high: int = 100, max_turns: int = 10, **kwargs: Any):
         super().__init__(max_turns=max_turns, **kwargs)

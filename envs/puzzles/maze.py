@@ -21,6 +21,7 @@ class MazeEnv(Env):
     bottom-right. The agent sees only its cell's open directions; reward 1 on reaching the exit."""
 
     family = "puzzle"
+    nonblocking_steps = True  # microsecond steps: the env server runs them on its event loop
 
     def __init__(self, size: int = 4, max_turns: int = 30, **kwargs: Any):
         super().__init__(max_turns=max_turns, **kwargs)

@@ -42,7 +42,7 @@ class WeirdInfoEnv(Env):
         return StepResult(observation("done"), reward=1.0, terminated=True, info=info)
 
 
-gym.register("agentenv/ServerWeird-v0", entry_point=WeirdInfoEnv, disable_env_checker=True)
+gym.register("test/ServerWeird-v0", entry_point=WeirdInfoEnv, disable_env_checker=True)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_an_env_that_raises_gets_an_error_json_and_the_server_stays_healthy():
 
 
 def test_non_json_values_in_infos_are_converted_not_a_500_and_credentials_are_not_shown():
-    with BackgroundEnvServer("agentenv/ServerWeird-v0", {"api_key": "sk-canary"}) as server, \
+    with BackgroundEnvServer("test/ServerWeird-v0", {"api_key": "sk-canary"}) as server, \
             httpx.Client(base_url=server.url) as c:
         assert c.get("/info").json()["env_kwargs"] == {"api_key": "***"}
         created = c.post("/sessions")

@@ -5,7 +5,8 @@ import pytest
 import agentenv
 
 
-@pytest.mark.parametrize("env_id", [info.id for info in agentenv.registered_envs()])
+# (test modules register fixture envs with family "test"; deliberately broken ones live outside the namespace)
+@pytest.mark.parametrize("env_id", [i.id for i in agentenv.registered_envs() if i.family != "test"])
 def test_registered_env_passes_check_env(env_id):
     agentenv.check_env(env_id).raise_if_failed()
 
