@@ -40,7 +40,7 @@ import json
 import logging
 import ssl
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import httpx
 
@@ -196,16 +196,22 @@ class RemoteEnv(Env):
             raise RemoteEnvError(f"env server {self.url} restarted (instance {self.instance_id} is now {instance}); "
                                  f"session {self.session_id} and its episode are lost")
         status = response.status_code
-        if status in (404, 410) and self.session_id is not None and "/sessions/" in what:
+        if status >= 400:
+            lost = status in (404, 410) and self.session_id is not None and "/sessions/" in what
+            self._raise_error(what, status, message, lost=lost)
+        return body
+
+    def _raise_error(self, what: str, status: Any, message: str, kind: str = "", lost: bool = False) -> NoReturn:
+        """The error an answer ``status`` means, the same for both transports."""
+        if lost:
             raise RemoteEnvError(f"env server {self.url} no longer has session {self.session_id} "
                                  f"(expired, closed, or the server restarted): {message}")
         if status == 429:
             raise RemoteEnvError(f"env server {self.url} is at its session cap: {message}")
         if status == 502:
             raise RemoteEnvError(f"env server {self.url}: {message}")
-        if status >= 400:
-            raise RemoteEnvError(f"env server {self.url}: {what} answered {status}: {message}")
-        return body
+        raise RemoteEnvError(f"env server {self.url}: {what} answered {status}{f' ({kind})' if kind else ''}: "
+                             f"{message}")
 
     # ----- WebSocket plumbing -----------------------------------------------------------------------
     def _ws_options(self) -> dict[str, Any]:
@@ -281,15 +287,9 @@ class RemoteEnv(Env):
     def _ws_check(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
         if "error" not in body:
             return body
-        status, kind, message = body.get("status"), body.get("type"), str(body["error"])[:1000]
-        if self.session_id is not None and (status in (404, 410) or kind == "no_session"):
-            raise RemoteEnvError(f"env server {self.url} no longer has session {self.session_id} "
-                                 f"(expired, closed, or the server restarted): {message}")
-        if status == 429:
-            raise RemoteEnvError(f"env server {self.url} is at its session cap: {message}")
-        if status == 502:
-            raise RemoteEnvError(f"env server {self.url}: {message}")
-        raise RemoteEnvError(f"env server {self.url}: {what} answered {status} ({kind}): {message}")
+        status, kind, message = body.get("status"), str(body.get("type") or ""), str(body["error"])[:1000]
+        lost = self.session_id is not None and (status in (404, 410) or kind == "no_session")
+        self._raise_error(what, status, message, kind, lost)
 
     def _ws_roundtrip(self, message: dict[str, Any]) -> dict[str, Any]:
         """One message and its answer on the sync connection (reset retries while the server is full)."""
