@@ -112,6 +112,9 @@ async def replay_prompts(url: str, store: Path, k: int) -> float:
     one after the other (as the episode did, with the same prefix-cache key), with no env, rendering or store
     in between."""
     episodes = [[prompt for _, prompt in e.full_prompts()] for e in TrajectoryStore(store).episodes()]
+    # the collection just computed these very prompts: without a reset, vLLM's prefix cache would serve
+    # them whole, and the baseline would skip the prefills the collection paid for
+    httpx.post(url + "/reset_prefix_cache", timeout=60).raise_for_status()
     queue: asyncio.Queue[tuple[int, list[list[int]]]] = asyncio.Queue()
     for item in enumerate(episodes):
         queue.put_nowait(item)
