@@ -20,6 +20,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, cast
 
 from fastapi import FastAPI, Request
@@ -431,17 +432,11 @@ def _copies(request: PolicyRequest, n: int) -> list[PolicyRequest]:
     out = []
     for i in range(n):
         seed = request.sampling.seed
-        sampling = request.sampling if seed is None or i == 0 else _with_seed(request.sampling, seed + i)
+        sampling = request.sampling if seed is None or i == 0 else replace(request.sampling, seed=seed + i)
         key = request.trajectory_id if i == 0 or not request.trajectory_id else f"{request.trajectory_id}#{i}"
         out.append(PolicyRequest(request.messages, sampling, tools=request.tools, prompt_ids=request.prompt_ids,
                                  trajectory_id=key, turn=request.turn))
     return out
-
-
-def _with_seed(sampling: SamplingParams, seed: int) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(sampling, seed=seed)
 
 
 def _prompts(prompt: str | list[int] | list[str] | list[list[int]]) -> list[str | list[int]]:
