@@ -9,14 +9,6 @@ from typing import Any
 
 import pytest
 
-from agentenv.policies.catalog import build_tiny_model
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 64-wide LlamaForCausalLM (random weights) saved with the SmolLM2 tokenizer."""
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
 
 @pytest.fixture(scope="module")
 def tiny_policy(tiny_model_dir: Path) -> Iterator[Any]:

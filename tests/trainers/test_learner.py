@@ -1,0 +1,77 @@
+"""The learner: exact re-scoring of sampled tokens, gradient accumulation equal to the whole batch."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import torch
+
+from agentenv.policies.embedded import TransformersPolicy
+from agentenv.policy import PolicyRequest, SamplingParams
+from agentenv.trainers.learner import Learner, LearnerConfig, collate, token_logprobs
+from agentenv.trainers.losses import LossConfig
+from agentenv.trainers.rows import Row
+
+
+def sampled_rows(model_dir: Path, temperature: float) -> tuple[TransformersPolicy, list[Row]]:
+    policy = TransformersPolicy(str(model_dir))
+    requests = [PolicyRequest([{"role": "user", "content": f"count to {i}"}],
+                              SamplingParams(max_tokens=6, temperature=temperature, seed=i)) for i in range(3)]
+    outs = asyncio.run(policy.act(requests))
+    asyncio.run(policy.aclose())
+    rows = [Row([*o.prompt_ids, *o.completion_ids], [0] * len(o.prompt_ids) + [1] * len(o.completion_ids),
+                [0.0] * len(o.prompt_ids) + list(o.logprobs), i) for i, o in enumerate(outs)]
+    return policy, rows
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_rescoring_reproduces_the_behaviour_logprobs(tiny_model_dir: Path, temperature: float):
+    policy, rows = sampled_rows(tiny_model_dir, temperature)
+    batch = collate(rows, [0.0] * len(rows), pad_id=0, device=torch.device("cpu"))
+    with torch.no_grad():
+        logp, _ = token_logprobs(policy.model, batch, temperature)
+    trained = batch.mask.bool()
+    assert torch.allclose(logp[trained], batch.old_logp[trained], atol=1e-4)
+
+
+def test_micro_batches_accumulate_to_the_whole_batch_gradient(tiny_model_dir: Path):
+    _, rows = sampled_rows(tiny_model_dir, 1.0)
+    advantages = [1.0, -0.5, 0.25]
+
+    class Capturing(Learner):
+        """Keeps the accumulated gradient instead of stepping."""
+
+        def apply_gradients(self) -> float:
+            self.gradient = torch.cat([p.grad.flatten() for p in self.model.parameters() if p.grad is not None])
+            return 0.0
+
+    def gradient(micro_batch_tokens: int) -> torch.Tensor:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        learner = Capturing(model, LearnerConfig(micro_batch_tokens=micro_batch_tokens), LossConfig(), pad_id=0)
+        metrics = learner.update(rows, advantages)
+        assert metrics["clip_fraction"] == 0.0 and metrics["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
+        return learner.gradient
+
+    whole = gradient(10_000)
+    split = gradient(1)  # one row per micro-batch
+    assert torch.allclose(whole, split, atol=1e-6, rtol=1e-4)
+    assert whole.abs().sum() > 0
+
+
+def test_a_learning_step_raises_the_likelihood_of_positive_advantage_tokens(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM
+
+    _, rows = sampled_rows(tiny_model_dir, 1.0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    learner = Learner(model, LearnerConfig(lr=1e-2), LossConfig(clip_low=10, clip_high=10), pad_id=0)
+    batch = collate(rows, [1.0, 1.0, 1.0], pad_id=0, device=torch.device("cpu"))
+    with torch.no_grad():
+        before = (token_logprobs(model, batch)[0] * batch.mask).sum()
+    learner.update(rows, [1.0, 1.0, 1.0])
+    with torch.no_grad():
+        after = (token_logprobs(model, batch)[0] * batch.mask).sum()
+    assert after > before

@@ -1,0 +1,133 @@
+"""The update: re-score the sampled tokens, apply the loss, step AdamW.
+
+Rows are packed into micro-batches by a token budget (not a row count), their gradients accumulate, and
+each micro-batch's loss is scaled by its share of the whole batch's trained tokens (or rows, for the
+sequence-mean aggregations), so the accumulated gradient equals the gradient of the whole batch's loss.
+The current log-probs are computed at the sampling temperature, so that at θ = θ_old they equal the
+behaviour log-probs the policy recorded and the ratio is 1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .losses import LossConfig, PolicyLoss, sft_loss
+from .rows import Row, pack_by_tokens
+
+
+@dataclass
+class Batch:
+    tokens: torch.Tensor  # [B, T] right-padded
+    attention: torch.Tensor  # [B, T]
+    mask: torch.Tensor  # [B, T] float: trained tokens
+    old_logp: torch.Tensor  # [B, T]
+    advantages: torch.Tensor  # [B, T]
+
+
+def collate(rows: Sequence[Row], advantages: Sequence[float], pad_id: int, device: torch.device) -> Batch:
+    width = max(len(r) for r in rows)
+    shape = (len(rows), width)
+    tokens = torch.full(shape, pad_id, dtype=torch.long)
+    attention = torch.zeros(shape, dtype=torch.long)
+    mask, old, adv = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
+    for b, (row, a) in enumerate(zip(rows, advantages, strict=True)):
+        n = len(row)
+        tokens[b, :n] = torch.tensor(row.tokens)
+        attention[b, :n] = 1
+        mask[b, :n] = torch.tensor(row.mask, dtype=torch.float32)
+        old[b, :n] = torch.tensor(row.old_logp, dtype=torch.float32)
+        adv[b, :n] = a
+    return Batch(tokens.to(device), attention.to(device), mask.to(device), old.to(device), (adv * mask).to(device))
+
+
+def token_logprobs(model: Any, batch: Batch, temperature: float = 1.0,
+                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``logp[b, i] = log π(tokens[b, i] | tokens[b, :i])`` at ``temperature`` (0 at i = 0), and the exact
+    entropy of each position's distribution when asked."""
+    logits = model(input_ids=batch.tokens, attention_mask=batch.attention).logits[:, :-1].float()
+    logp_all = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+    logp = logp_all.gather(-1, batch.tokens[:, 1:, None]).squeeze(-1)
+    pad = torch.zeros_like(logp[:, :1])
+    entropy = None
+    if with_entropy:
+        entropy = torch.cat([pad, -(logp_all.exp() * logp_all).sum(-1)], dim=1)
+    return torch.cat([pad, logp], dim=1), entropy
+
+
+@dataclass
+class LearnerConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    micro_batch_tokens: int = 4096
+    epochs: int = 1
+    temperature: float = 1.0
+
+
+class Learner:
+    """Owns the trainable model's optimizer; ``update`` runs one optimisation step per epoch over the rows."""
+
+    def __init__(self, model: Any, config: LearnerConfig, loss: LossConfig | None = None, ref_model: Any = None,
+                 pad_id: int = 0, sft: bool = False):
+        self.model, self.config, self.ref_model, self.pad_id, self.sft = model, config, ref_model, pad_id, sft
+        self.loss = PolicyLoss(loss)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.device = next(model.parameters()).device
+        self.steps = 0
+
+    def apply_gradients(self) -> float:
+        """Clip the accumulated gradients and take one optimizer step; returns the gradient norm."""
+        norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                              self.config.grad_clip)
+        self.optimizer.step()
+        self.steps += 1
+        return float(norm)
+
+    def update(self, rows: Sequence[Row], advantages: Sequence[float]) -> dict[str, float]:
+        """One step per epoch over ``rows`` (with their per-row advantages); returns the step's metrics."""
+        if not rows:
+            raise ValueError("no rows to train on")
+        started = time.perf_counter()
+        c, loss_cfg = self.config, self.loss.config
+        per_row = loss_cfg.aggregation != "token-mean"
+        total = float(len(rows) if per_row else sum(r.n_trained for r in rows))
+        needs_entropy = loss_cfg.entropy_coef > 0
+        sums: dict[str, float] = {}
+        self.model.train()
+        for _ in range(c.epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
+                batch = collate([rows[i] for i in group], [advantages[i] for i in group], self.pad_id, self.device)
+                logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True)
+                share = (len(group) if per_row else float(batch.mask.sum())) / max(total, 1.0)
+                if self.sft:
+                    out = sft_loss(logp, batch.mask, loss_cfg.aggregation)
+                else:
+                    ref = None
+                    if loss_cfg.kl is not None:
+                        with torch.no_grad():
+                            ref, _ = token_logprobs(self.ref_model or self.model, batch, c.temperature)
+                    out = self.loss(logp, batch.old_logp, batch.advantages, batch.mask, ref_logp=ref,
+                                    entropy=entropy if needs_entropy else None)
+                (out.loss * share).backward()
+                for k, v in out.metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v * share
+                if entropy is not None:
+                    sums["entropy"] = sums.get("entropy", 0.0) + float(
+                        (entropy.detach() * batch.mask).sum() / batch.mask.sum().clamp(min=1)) * share
+            sums["grad_norm"] = self.apply_gradients()
+        self.model.eval()
+        n_tokens = sum(len(r) for r in rows) * c.epochs
+        metrics = {k: v / (c.epochs if k != "grad_norm" else 1) for k, v in sums.items()}
+        seconds = time.perf_counter() - started
+        metrics.update({"update_seconds": seconds, "update_tokens_per_s": n_tokens / max(seconds, 1e-9),
+                        "trained_tokens": float(sum(r.n_trained for r in rows)), "rows": float(len(rows))})
+        return metrics
