@@ -194,6 +194,38 @@ def serve_policy(
         raise typer.BadParameter(f"unknown backend {backend!r}; choose vllm, embedded or replay")
 
 
+@app.command(context_settings={"allow_extra_args": False})
+def train(
+    algo: Annotated[str, typer.Argument(help="grpo | gigpo | hgpo | dagger")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="option overrides key=value (see "
+                                                                 "agentenv/trainers/config.py)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="a YAML run config")] = None,
+    env: Annotated[str | None, typer.Option(help="environment id (or env server URL)")] = None,
+    model: Annotated[str | None, typer.Option(help="catalog name or model directory")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="run directory")] = None,
+) -> None:
+    """Train a policy: collect, compute advantages, update, push the weights, repeat; writes metrics.jsonl,
+    checkpoints and plots.png in the run directory."""
+    from agentenv.trainers.algorithm import algorithm_options
+    from agentenv.trainers.config import load_config
+    from agentenv.trainers.loop import Trainer
+
+    extra = [f"{k}={v}" for k, v in (("env", env), ("model", model), ("out", out)) if v is not None]
+    cfg, _ = load_config(algo, str(config) if config else None, [*(overrides or []), *extra],
+                         uses=algorithm_options(algo))
+    history = Trainer(cfg).run()
+    console.print(f"trained {cfg.algo} for {cfg.steps} steps: {len(history)} records in {cfg.out}/metrics.jsonl, "
+                  f"plots in {cfg.out}/plots.png")
+
+
+@app.command()
+def plot(run: Annotated[Path, typer.Argument(help="training run directory")]) -> None:
+    """Write RUN/plots.png from RUN/metrics.jsonl."""
+    from agentenv.trainers.plots import plot_run
+
+    console.print(f"wrote {plot_run(run)}")
+
+
 alfworld_app = typer.Typer(no_args_is_help=True, help="ALFWorld: generate task files.")
 app.add_typer(alfworld_app, name="alfworld")
 

@@ -389,6 +389,9 @@ class Collector:
         if teacher is not None and (teacher_acts or teacher.label_all_states):
             teacher_out = await self._policy_call(teacher.teacher, request)
         out = teacher_out if teacher_acts and teacher_out is not None else await self._policy_call(self.policy, request)
+        if teacher_acts and not out.completion_ids and hasattr(self.policy, "tokenize_action"):
+            # a text-only teacher acted: keep the episode's token stream in the student's tokens
+            out = self.policy.tokenize_action(request, out.text)
         policy_seconds = time.monotonic() - t0
         t1 = time.monotonic()
         next_obs, reward, terminated, truncated, info = await self._env_call("step", env.step_async(out.text))

@@ -60,7 +60,8 @@ class Turn:
     entropy_kind: str = ""
     #: where the token ids come from: "sampled" (the backend's own sampled tokens, exact), "retokenized"
     #: (the text tokenized again by the client because the server returned no ids: may differ from what was
-    #: sampled) or "" (no tokens)
+    #: sampled), "teacher" (a text-only teacher's action in the student's tokens, never trained on as a
+    #: sample), "missing" (a server returned none) or "" (no tokens)
     token_source: str = ""
     finish_reason: str = ""
     # --- env side ---

@@ -21,7 +21,7 @@ import inspect
 import os
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -192,6 +192,17 @@ class TransformersPolicy:
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
+    def tokenize_action(self, request: PolicyRequest, text: str) -> PolicyOutput:
+        """Another actor's action (a teacher's) as this policy's tokens: the prompt it would have seen, and
+        the text followed by the end-of-turn token, so the episode's token stream stays continuous."""
+        prompt = self.renderer.render(request.messages, request.continuation, request.tools)
+        return PolicyOutput(text=text, prompt_ids=prompt, completion_ids=self.label_tokens(text),
+                            token_source="teacher", policy_version=self.version)
+
+    def label_tokens(self, text: str) -> list[int]:
+        """``text`` as a complete assistant reply: its tokens and the end-of-turn token."""
+        return [*self.renderer.encode(text), int(self.tokenizer.eos_token_id)]
+
     def encode(self, text: str) -> list[int]:
         """A text prompt's tokens as a completions endpoint takes them (special tokens added, as vLLM does)."""
         return list(self.tokenizer(text).input_ids)
@@ -203,6 +214,15 @@ class TransformersPolicy:
     def clear_prefix_cache(self) -> None:
         """Forget every kept prefix (they are stale once the weights change)."""
         self._prefixes.clear()
+
+    @contextlib.contextmanager
+    def updating_weights(self) -> Iterator[None]:
+        """Hold generation off while the caller changes the weights in place (a trainer sharing this
+        model); on exit the prefix cache is cleared and the version goes up by one."""
+        with self._weights_lock:
+            yield
+            self._prefixes.clear()
+            self.version += 1
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
         """Swap in new weights (all of the model's parameters, by name) between batches."""

@@ -14,7 +14,7 @@ Rows carry the behaviour log-probs of their action tokens, aligned with the toke
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from agentenv.trajectory import Trajectory
@@ -48,19 +48,23 @@ def _check_tokens(trajectory: Trajectory) -> None:
                            "or a server that returned none); it cannot be trained on token-exactly")
 
 
-def step_rows(trajectories: Sequence[Trajectory], labels: bool = False) -> list[Row]:
-    """One row per turn. ``labels=True`` uses the teacher's label tokens as the response (DAgger), for the
-    turns that have them."""
+def step_rows(trajectories: Sequence[Trajectory], labels: bool = False,
+              label_tokens: Callable[[str], list[int]] | None = None) -> list[Row]:
+    """One row per turn. ``labels=True`` uses the teacher's label as the response (DAgger), for the turns
+    that have one: its recorded token ids, or ``label_tokens(text)`` for a text-only teacher (an env's
+    expert). Labels are targets, not samples, so tokenizing them is exact by definition."""
     rows = []
     for index, trajectory in enumerate(trajectories):
         if not labels:
             _check_tokens(trajectory)
         for turn, prompt in trajectory.full_prompts():
             if labels:
-                if not turn.teacher_completion_ids:
+                response = list(turn.teacher_completion_ids)
+                if not response and turn.teacher_action is not None and label_tokens is not None:
+                    response = label_tokens(turn.teacher_action)
+                if not response:
                     continue
-                response, logp = list(turn.teacher_completion_ids), [0.0] * len(turn.teacher_completion_ids)
-                mask = [1] * len(response)
+                logp, mask = [0.0] * len(response), [1] * len(response)
             else:
                 response = list(turn.completion_ids)
                 mask = list(turn.completion_mask) or [1] * len(response)

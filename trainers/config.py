@@ -1,0 +1,121 @@
+"""The run configuration: every option of ``agentenv train`` in one typed, documented place.
+
+A run is configured from defaults, then a YAML file, then ``key=value`` overrides (values parsed as YAML
+scalars). An unknown key is an error, and so is an option the chosen algorithm does not use (for example
+``omega`` for GRPO): a knob that silently does nothing is worse than no knob.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: options every algorithm uses; the others belong to the algorithms that declare them
+COMMON = frozenset({
+    "algo", "env", "model", "out", "env_kwargs", "eval_env_kwargs", "steps", "tasks_per_step", "group_size",
+    "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
+    "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
+    "eval_tasks", "seed", "resume", "progress",
+})
+
+
+@dataclass
+class TrainConfig:
+    algo: str = "grpo"
+    #: the environment id (or an env server URL) and its keyword arguments
+    env: str = "agentenv/ALFWorld-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: keyword arguments of the held-out evaluation env (default: env_kwargs)
+    eval_env_kwargs: dict[str, Any] | None = None
+    #: a catalog name or a model directory (trained in-process)
+    model: str = "smollm2-135m-instruct"
+    out: str = "runs/train"
+    steps: int = 10
+    #: tasks per step; each gets ``group_size`` episodes (the group of GRPO-family advantages)
+    tasks_per_step: int = 4
+    group_size: int = 4
+    concurrency: int = 16
+    max_tokens: int = 32
+    temperature: float = 1.0
+    #: past turns kept in each prompt (None: all); HGPO's ``history`` may not exceed it
+    window: int | None = None
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    #: micro-batches are packed to at most this many (padded) tokens
+    micro_batch_tokens: int = 4096
+    epochs: int = 1
+    dtype: str = "float32"
+    #: 0: full fine-tuning; > 0: LoRA adapters of this rank (peft)
+    lora_rank: int = 0
+    lora_alpha: int = 16
+    # --- loss (RL algorithms) ---
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float | None = 3.0
+    aggregation: str = "token-mean"
+    kl: str | None = None
+    kl_coef: float = 0.0
+    entropy_coef: float = 0.0
+    # --- advantages ---
+    norm: str = "std_sample"
+    gamma: float = 0.95
+    omega: float = 1.0
+    mode: str = "mean_norm"
+    history: int = 2
+    alpha: float = 1.0
+    base_group: bool = False
+    # --- DAgger ---
+    teacher: str = "expert"
+    beta0: float = 1.0
+    beta_decay: float = 0.5
+    # --- bookkeeping ---
+    checkpoint_every: int = 0
+    eval_every: int = 0
+    eval_tasks: int = 16
+    seed: int = 0
+    resume: bool = False
+    progress: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "tasks_per_step", "group_size", "concurrency", "max_tokens", "micro_batch_tokens",
+                     "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+
+def load_config(algo: str, path: str | None = None, overrides: list[str] | None = None,
+                uses: frozenset[str] = frozenset()) -> tuple[TrainConfig, set[str]]:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides; returns the config and the
+    keys that were set explicitly. ``uses`` names the algorithm's own options (besides :data:`COMMON`)."""
+    import yaml
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    if path:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a run config is a mapping of option names to values")
+        values.update(loaded)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {item!r}")
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown options: {', '.join(unknown)} (see agentenv/trainers/config.py)")
+    if "algo" in values and values["algo"] != algo:
+        raise ValueError(f"the config names algorithm {values['algo']!r} but {algo!r} was asked for")
+    unused = sorted(set(values) - COMMON - uses)
+    if unused:
+        raise ValueError(f"{algo} does not use these options: {', '.join(unused)}")
+    return TrainConfig(**{**values, "algo": algo}), set(values)
