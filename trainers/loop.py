@@ -29,6 +29,7 @@ from agentenv.trajectory import Trajectory
 from .algorithm import algorithm
 from .config import TrainConfig
 from .learner import Learner, LearnerConfig
+from .runlog import RunLog
 
 log = logging.getLogger("agentenv.train")
 
@@ -90,19 +91,20 @@ class Trainer:
         if c.resume:
             self._load_latest_checkpoint()
         history = []
-        if self.step == 0 and c.eval_every:
-            record = {"step": 0, "policy_version": self.policy.version, **self.evaluate(0)}
-            self._log(record)
-            history.append(record)
-        while self.step < c.steps:
-            record = self.train_step(self.step)
-            self.step += 1
-            if c.eval_every and self.step % c.eval_every == 0:
-                record.update(self.evaluate(self.step))
-            self._log(record)
-            history.append(record)
-            if c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                self.save_checkpoint()
+        with RunLog(self.out, c.steps, self.step, c.progress) as runlog:
+            if self.step == 0 and c.eval_every:
+                record = {"step": 0, "policy_version": self.policy.version, **self.evaluate(0)}
+                runlog.record(record)
+                history.append(record)
+            while self.step < c.steps:
+                record = self.train_step(self.step)
+                self.step += 1
+                if c.eval_every and self.step % c.eval_every == 0:
+                    record.update(self.evaluate(self.step))
+                runlog.record(record)
+                history.append(record)
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self.save_checkpoint()
         self.save_checkpoint()
         from .plots import plot_run
 
@@ -137,13 +139,6 @@ class Trainer:
         return record
 
     # ----- bookkeeping --------------------------------------------------------------------------------------
-    def _log(self, record: dict[str, Any]) -> None:
-        with (self.out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()
-                 if k in ("step", "success_rate", "reward_mean", "loss", "kl", "entropy", "eval_success")}
-        log.info("step %s", shown)
-
     def save_checkpoint(self) -> Path:
         where = self.out / "checkpoints" / f"step-{self.step:05d}"
         tmp = where.with_name(where.name + ".tmp")

@@ -75,3 +75,20 @@ def test_unused_and_unknown_options_are_errors(tmp_path: Path):
     assert cfg.steps == 5 and cfg.omega == 0.5 and cfg.mode == "mean_std_norm" and "omega" in explicit
     with pytest.raises(ValueError, match="unknown algorithm 'ppo'"):
         algorithm_options("ppo")
+
+
+def test_fixed_seeds_give_identical_runs(tiny_model_dir: Path, tmp_path: Path):
+    import torch
+
+    timing = ("collect_seconds", "update_seconds", "update_tokens_per_s")
+    runs = []
+    for name in ("a", "b"):
+        trainer = Trainer(config(tiny_model_dir, tmp_path / name, algo="grpo", concurrency=1, eval_every=0))
+        records = [{k: v for k, v in r.items() if k not in timing} for r in trainer.run()]
+        runs.append((records, [p.detach().clone() for p in trainer.learner.model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+    import importlib.util
+
+    installed = importlib.util.find_spec("tensorboard") is not None
+    assert (tmp_path / "a" / "tensorboard").is_dir() == installed  # TensorBoard logs only when installed
