@@ -8,6 +8,8 @@ scalars). An unknown key is an error, and so is an option the chosen algorithm d
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,4 +120,30 @@ def load_config(algo: str, path: str | None = None, overrides: list[str] | None 
     unused = sorted(set(values) - COMMON - uses)
     if unused:
         raise ValueError(f"{algo} does not use these options: {', '.join(unused)}")
-    return TrainConfig(**{**values, "algo": algo}), set(values)
+    hints = typing.get_type_hints(TrainConfig)
+    typed = {key: _coerce(key, value, hints[key]) for key, value in values.items()}
+    return TrainConfig(**{**typed, "algo": algo}), set(values)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """A YAML value as the option's type (YAML reads ``5e-5`` as a string, and ``1`` where 1.0 is meant)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for kind in (bool, int, float, str):
+        if kind in options:
+            if kind is bool and isinstance(value, bool):
+                return value
+            if kind in (int, float) and not isinstance(value, bool):
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    continue
+                if kind is int and number != int(number):
+                    continue
+                return kind(number)
+            if kind is str and isinstance(value, str):
+                return value
+    if isinstance(value, dict) and any(typing.get_origin(o) is dict for o in options):
+        return value
+    raise ValueError(f"option {key}: {value!r} is not a {hint}")

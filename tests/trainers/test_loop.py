@@ -75,6 +75,11 @@ def test_unused_and_unknown_options_are_errors(tmp_path: Path):
     assert cfg.steps == 5 and cfg.omega == 0.5 and cfg.mode == "mean_std_norm" and "omega" in explicit
     with pytest.raises(ValueError, match="unknown algorithm 'ppo'"):
         algorithm_options("ppo")
+    typed, _ = load_config("grpo", overrides=["lr=5e-5", "kl=low_var_kl", "kl_coef=1e-3", "dual_clip=null"],
+                           uses=algorithm_options("grpo"))
+    assert typed.lr == 5e-5 and typed.kl_coef == 1e-3 and typed.dual_clip is None  # YAML reads 5e-5 as text
+    with pytest.raises(ValueError, match="option steps: 'many'"):
+        load_config("grpo", overrides=["steps=many"], uses=algorithm_options("grpo"))
 
 
 def test_fixed_seeds_give_identical_runs(tiny_model_dir: Path, tmp_path: Path):
