@@ -6,6 +6,7 @@ learner, the estimators and the loss are shared.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -19,7 +20,7 @@ from .rows import Row
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 
 
-class Algorithm:
+class Algorithm(abc.ABC):
     name: ClassVar[str]
     #: the options of :class:`TrainConfig` this algorithm reads besides the common ones
     uses: ClassVar[frozenset[str]] = frozenset()
@@ -43,9 +44,10 @@ class Algorithm:
     def teacher(self, step: int) -> TeacherMixing | None:
         return None
 
+    @abc.abstractmethod
     def rows_and_advantages(self, trajectories: Sequence[Trajectory],
                             label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[float]]:
-        raise NotImplementedError  # each algorithm file defines it
+        """The training rows of a batch of finished episodes and one advantage per row."""
 
 
 #: the loss options every policy-gradient algorithm reads
