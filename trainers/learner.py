@@ -46,16 +46,20 @@ def collate(rows: Sequence[Row], advantages: Sequence[float], pad_id: int, devic
 
 
 def token_logprobs(model: Any, batch: Batch, temperature: float = 1.0,
-                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   with_entropy: bool = False, entropy_grad: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``logp[b, i] = log π(tokens[b, i] | tokens[b, :i])`` at ``temperature`` (0 at i = 0), and the exact
-    entropy of each position's distribution when asked."""
+    entropy of each position's distribution when asked (with a gradient only if ``entropy_grad``: as a
+    mere metric it would otherwise keep another vocabulary-sized tensor alive for the backward pass)."""
     logits = model(input_ids=batch.tokens, attention_mask=batch.attention).logits[:, :-1].float()
     logp_all = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
     logp = logp_all.gather(-1, batch.tokens[:, 1:, None]).squeeze(-1)
     pad = torch.zeros_like(logp[:, :1])
     entropy = None
     if with_entropy:
-        entropy = torch.cat([pad, -(logp_all.exp() * logp_all).sum(-1)], dim=1)
+        source = logp_all if entropy_grad else logp_all.detach()
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = torch.cat([pad, -(source.exp() * source).sum(-1)], dim=1)
     return torch.cat([pad, logp], dim=1), entropy
 
 
@@ -106,7 +110,8 @@ class Learner:
             self.optimizer.zero_grad(set_to_none=True)
             for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
                 batch = collate([rows[i] for i in group], [advantages[i] for i in group], self.pad_id, self.device)
-                logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True)
+                logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True,
+                                               entropy_grad=needs_entropy)
                 share = (len(group) if per_row else float(batch.mask.sum())) / max(total, 1.0)
                 if self.sft:
                     out = sft_loss(logp, batch.mask, loss_cfg.aggregation)
