@@ -48,19 +48,29 @@ def collate(rows: Sequence[Row], advantages: Sequence[float], pad_id: int, devic
 def token_logprobs(model: Any, batch: Batch, temperature: float = 1.0,
                    with_entropy: bool = False, entropy_grad: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``logp[b, i] = log π(tokens[b, i] | tokens[b, :i])`` at ``temperature`` (0 at i = 0), and the exact
-    entropy of each position's distribution when asked (with a gradient only if ``entropy_grad``: as a
-    mere metric it would otherwise keep another vocabulary-sized tensor alive for the backward pass)."""
-    logits = model(input_ids=batch.tokens, attention_mask=batch.attention).logits[:, :-1].float()
+    """``logp[b, i] = log π(tokens[b, i] | tokens[b, :i])`` at ``temperature`` for every position that some
+    row trains on (0 elsewhere), and the exact entropy of those positions' distributions when asked (with a
+    gradient only if ``entropy_grad``: as a mere metric it would otherwise keep another vocabulary-sized
+    tensor alive for the backward pass).
+
+    Only the positions that predict a trained token are projected onto the vocabulary (``logits_to_keep``):
+    an agent's rows are long prompts with short completions, so this saves most of the LM head's compute
+    and nearly all of the ``[B, T, V]`` log-softmax memory."""
+    width = batch.tokens.shape[1]
+    keep = batch.mask[:, 1:].bool().any(0).nonzero().squeeze(-1)
+    if keep.numel() == 0:
+        keep = torch.tensor([max(width - 2, 0)], device=batch.tokens.device)
+    logits = model(input_ids=batch.tokens, attention_mask=batch.attention, logits_to_keep=keep).logits.float()
     logp_all = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
-    logp = logp_all.gather(-1, batch.tokens[:, 1:, None]).squeeze(-1)
-    pad = torch.zeros_like(logp[:, :1])
+    chosen = logp_all.gather(-1, batch.tokens[:, keep + 1, None]).squeeze(-1)
+    logp = torch.zeros(batch.tokens.shape, dtype=chosen.dtype, device=chosen.device).index_copy(1, keep + 1, chosen)
     entropy = None
     if with_entropy:
         source = logp_all if entropy_grad else logp_all.detach()
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            entropy = torch.cat([pad, -(source.exp() * source).sum(-1)], dim=1)
-    return torch.cat([pad, logp], dim=1), entropy
+            kept = -(source.exp() * source).sum(-1)
+            entropy = torch.zeros_like(logp).index_copy(1, keep + 1, kept)
+    return logp, entropy
 
 
 @dataclass
