@@ -203,6 +203,8 @@ def train(
     env: Annotated[str | None, typer.Option(help="environment id (or env server URL)")] = None,
     model: Annotated[str | None, typer.Option(help="catalog name or model directory")] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="run directory")] = None,
+    policy: Annotated[str | None, typer.Option(help="URL of a policy server serving MODEL that collects and "
+                                                    "receives each update (default: in-process)")] = None,
 ) -> None:
     """Train a policy: collect, compute advantages, update, push the weights, repeat; writes metrics.jsonl,
     checkpoints and plots.png in the run directory."""
@@ -210,7 +212,8 @@ def train(
     from agentenv.trainers.config import load_config
     from agentenv.trainers.loop import Trainer
 
-    extra = [f"{k}={v}" for k, v in (("env", env), ("model", model), ("out", out)) if v is not None]
+    extra = [f"{k}={v}" for k, v in (("env", env), ("model", model), ("out", out), ("policy", policy))
+             if v is not None]
     cfg, _ = load_config(algo, str(config) if config else None, [*(overrides or []), *extra],
                          uses=algorithm_options(algo))
     history = Trainer(cfg).run()

@@ -18,6 +18,8 @@ _PROBE = "\x00agentenv-probe\x00"
 
 
 class ChatTokenizer(Protocol):
+    eos_token_id: Any
+
     def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
 
     def encode(self, text: str, **kwargs: Any) -> list[int]: ...

@@ -99,6 +99,25 @@ class OpenAIPolicy:
     def token_exact(self) -> bool:
         return self.renderer is not None
 
+    def label_tokens(self, text: str) -> list[int]:
+        """``text`` as a complete assistant reply in the served model's tokens (token-exact mode only): its
+        tokens and the end-of-turn token, as :meth:`.TransformersPolicy.label_tokens` gives them."""
+        renderer = self._require_renderer("label tokens")
+        return [*renderer.encode(text), int(renderer.tokenizer.eos_token_id)]
+
+    def tokenize_action(self, request: PolicyRequest, text: str) -> PolicyOutput:
+        """Another actor's action (a teacher's) in the served model's tokens, after the prompt it would have
+        seen, so a trainer's token stream stays continuous when a teacher acts."""
+        renderer = self._require_renderer("a teacher's tokens")
+        prompt = renderer.render(request.messages, request.continuation, request.tools)
+        return PolicyOutput(text=text, prompt_ids=prompt, completion_ids=self.label_tokens(text),
+                            token_source="teacher", policy_version=self.version)
+
+    def _require_renderer(self, what: str) -> ChatRenderer:
+        if self.renderer is None:
+            raise PolicyError(f"{what} need the served model's tokenizer: pass tokenizer= (token-exact mode)")
+        return self.renderer
+
     # ----- the Policy protocol ------------------------------------------------------------------------------
     async def act(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
         return list(await asyncio.gather(*(self._act_one(r) for r in requests)))

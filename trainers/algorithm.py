@@ -44,6 +44,10 @@ class Algorithm(abc.ABC):
     def teacher(self, step: int) -> TeacherMixing | None:
         return None
 
+    def eval_teacher(self) -> TeacherMixing | None:
+        """A teacher that labels the evaluation episodes' states without acting (for teacher agreement)."""
+        return None
+
     @abc.abstractmethod
     def rows_and_advantages(self, trajectories: Sequence[Trajectory],
                             label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[float]]:

@@ -19,7 +19,7 @@ COMMON = frozenset({
     "algo", "env", "model", "out", "env_kwargs", "eval_env_kwargs", "steps", "tasks_per_step", "group_size",
     "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
     "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
-    "eval_tasks", "seed", "resume", "progress",
+    "eval_tasks", "seed", "resume", "progress", "policy", "max_staleness",
 })
 
 
@@ -33,6 +33,12 @@ class TrainConfig:
     eval_env_kwargs: dict[str, Any] | None = None
     #: a catalog name or a model directory (trained in-process)
     model: str = "smollm2-135m-instruct"
+    #: the URL of a policy server that collects (vLLM or ``agentenv serve-policy``) serving ``model``; each
+    #: update is pushed to it through the Serving weight update. None: the in-process transformers policy
+    policy: str | None = None
+    #: 0: synchronous; k >= 1: collection of step k+1 overlaps the update of step k, and episodes sampled
+    #: more than k weight versions behind the learner are dropped
+    max_staleness: int = 0
     out: str = "runs/train"
     steps: int = 10
     #: tasks per step; each gets ``group_size`` episodes (the group of GRPO-family advantages)
@@ -86,6 +92,8 @@ class TrainConfig:
                      "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_staleness < 0:
+            raise ValueError(f"max_staleness must be >= 0, got {self.max_staleness}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
 

@@ -38,6 +38,9 @@ class DAgger(Algorithm):
         return TeacherMixing(self.teacher_policy, beta=self.beta(step), label_all_states=True,
                              seed=self.config.seed + step)
 
+    def eval_teacher(self) -> TeacherMixing:
+        return TeacherMixing(self.teacher_policy, beta=0.0, label_all_states=True, seed=self.config.seed)
+
     def rows_and_advantages(self, trajectories: Sequence[Trajectory],
                             label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[float]]:
         self.dataset += step_rows(trajectories, labels=True, label_tokens=label_tokens)

@@ -1,11 +1,17 @@
 """The training loop: collect → advantages → update → push the weights → repeat.
 
-The policy is the in-process transformers policy; the learner trains the same module, so pushing new
-weights is a version bump and a cleared prefix cache. Every step appends one line of metrics to
-``RUN/metrics.jsonl``; checkpoints (model, optimizer, step) go to ``RUN/checkpoints/step-N``; ``resume``
-continues from the newest one, and collection stores are per step, so a resumed step re-collects nothing
-it already has. An episode that failed (env error, timeout) is left out of the update and counted; a step
-whose episodes all failed is logged and skipped.
+The collecting policy is the in-process transformers policy or, with ``policy=URL``, a policy server
+(vLLM or agentenv's own) that receives each update through the Serving weight update (:mod:`.sync`).
+Every step appends one line of metrics to ``RUN/metrics.jsonl``; checkpoints (model, optimizer, step) go to
+``RUN/checkpoints/step-N``; ``resume`` continues from the newest one, and collection stores are per step,
+so a resumed step re-collects nothing it already has. An episode that failed (env error, timeout) is left
+out of the update and counted; a step whose episodes all failed is logged and skipped.
+
+Synchronous by default. With ``max_staleness >= 1`` the collection of step k+1 runs while step k
+updates, on the weights of the last push; each turn records the weight version that sampled it, the
+clipped ratio against those recorded behaviour log-probs is the importance weight, and an episode with a
+turn more than ``max_staleness`` versions behind the learner is dropped (and counted) rather than trained
+on.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,39 +35,62 @@ from agentenv.trajectory import Trajectory
 
 from .algorithm import algorithm
 from .config import TrainConfig
+from .evaluation import episode_metrics
 from .learner import Learner, LearnerConfig
 from .runlog import RunLog
+from .sync import CopiedModule, ServerPush, SharedModule, WeightSync
 
 log = logging.getLogger("agentenv.train")
 
-
 class Trainer:
     def __init__(self, config: TrainConfig):
-        from agentenv.policies.embedded import TransformersPolicy
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.config = config
-        self.algo = algorithm(config.algo, config)
-        self.out = config.out_dir
-        self.policy = TransformersPolicy(config.model, dtype=config.dtype, name=f"{config.algo}-policy")
-        model = self.policy.model
-        if config.lora_rank:
+        from agentenv.policies.catalog import resolve_model
+        from agentenv.policies.embedded import TransformersPolicy
+        from agentenv.policies.openai_client import OpenAIPolicy
+
+        self.config = c = config
+        self.algo = algorithm(c.algo, c)
+        self.out = c.out_dir
+        path = resolve_model(c.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.policy: Any
+        if c.policy is not None:
+            self.policy = OpenAIPolicy(c.policy, tokenizer=self.tokenizer, concurrency=c.concurrency,
+                                       name=f"{c.algo}-policy")
+        else:
+            self.policy = TransformersPolicy(str(path), dtype=c.dtype, name=f"{c.algo}-policy")
+        if c.policy is None and c.max_staleness == 0:
+            model = self.policy.model  # one module: the policy generates with the weights being trained
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, c.dtype))
+        if c.lora_rank:
             from peft import LoraConfig, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+            model = get_peft_model(model, LoraConfig(r=c.lora_rank, lora_alpha=c.lora_alpha,
                                                      target_modules="all-linear", task_type="CAUSAL_LM"))
+        self.sync: WeightSync
+        if c.policy is not None:
+            self.sync = ServerPush(self.policy, self.out, self.tokenizer)
+        elif c.max_staleness:
+            self.sync = CopiedModule(self.policy)
+        else:
             self.policy.model = model
+            self.sync = SharedModule(self.policy)
         ref_model = None
-        if config.kl is not None and config.kl_coef > 0 and not config.lora_rank:
+        if c.kl is not None and c.kl_coef > 0 and not c.lora_rank:
             import copy
 
             ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.learner = Learner(model, LearnerConfig(lr=config.lr, weight_decay=config.weight_decay,
-                                                    grad_clip=config.grad_clip,
-                                                    micro_batch_tokens=config.micro_batch_tokens,
-                                                    epochs=config.epochs, temperature=config.temperature),
-                               self.algo.loss_config(), ref_model=ref_model, pad_id=self.policy.pad_id,
-                               sft=self.algo.sft)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.learner = Learner(model, LearnerConfig(lr=c.lr, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
+                                                    micro_batch_tokens=c.micro_batch_tokens, epochs=c.epochs,
+                                                    temperature=c.temperature),
+                               self.algo.loss_config(), ref_model=ref_model, pad_id=pad_id, sft=self.algo.sft)
         self.step = 0
+        self.version = 0
+        self._runlog: RunLog | None = None
 
     # ----- collection ---------------------------------------------------------------------------------------
     def collect(self, step: int, evaluation: bool = False) -> list[Trajectory]:
@@ -73,15 +103,18 @@ class Trainer:
             sampling=SamplingParams(max_tokens=c.max_tokens, temperature=0.0 if evaluation else c.temperature),
             prompt=PromptConfig(window=c.window), progress="off")
         where = self.out / ("eval" if evaluation else "rollouts") / f"step-{step:05d}"
-        teacher = None if evaluation else self.algo.teacher(step)
+        teacher = self.algo.eval_teacher() if evaluation else self.algo.teacher(step)
         Collector(cfg, self.policy, TrajectoryStore(where), teacher=teacher).run()
         return list(TrajectoryStore(where).episodes(errors="skip"))
 
     def evaluate(self, step: int) -> dict[str, float]:
-        episodes = self.collect(step, evaluation=True)
-        ok = [t for t in episodes if t.status == "ok"]
-        return {"eval_success": sum(t.success for t in ok) / max(len(episodes), 1),
-                "eval_episodes": float(len(episodes))}
+        self._phase(f"evaluating after step {step}")
+        return episode_metrics(self.collect(step, evaluation=True), prefix="eval_")
+
+    def _timed_collect(self, step: int) -> tuple[list[Trajectory], float]:
+        started = time.perf_counter()
+        episodes = self.collect(step)
+        return episodes, time.perf_counter() - started
 
     # ----- the loop -----------------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -90,21 +123,40 @@ class Trainer:
         (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
         if c.resume:
             self._load_latest_checkpoint()
+        self.sync.push(self.learner.model, self.version)  # the collecting side starts on the learner's weights
         history = []
-        with RunLog(self.out, c.steps, self.step, c.progress) as runlog:
+        with RunLog(self.out, c.steps, self.step, c.progress) as runlog, ThreadPoolExecutor(1) as pool:
+            self._runlog = runlog
             if self.step == 0 and c.eval_every:
-                record = {"step": 0, "policy_version": self.policy.version, **self.evaluate(0)}
+                record = {"step": 0, "policy_version": self.version, **self.evaluate(0)}
                 runlog.record(record)
                 history.append(record)
+            ahead: Future[tuple[list[Trajectory], float]] | None = None
             while self.step < c.steps:
-                record = self.train_step(self.step)
+                step = self.step
+                waited = time.perf_counter()
+                if ahead is None:
+                    self._phase(f"collecting step {step + 1}")
+                    episodes, collect_seconds = self._timed_collect(step)
+                else:
+                    self._phase(f"waiting for step {step + 1}'s rollouts")
+                    episodes, collect_seconds = ahead.result()
+                waited_seconds = time.perf_counter() - waited
+                eval_next = bool(c.eval_every) and (step + 1) % c.eval_every == 0
+                ahead = None
+                if c.max_staleness and step + 1 < c.steps and not eval_next:
+                    ahead = pool.submit(self._timed_collect, step + 1)  # overlaps this step's update
+                self._phase(f"updating step {step + 1}")
+                record = self.learn(step, episodes)
+                record.update(collect_seconds=collect_seconds, collect_wait_seconds=waited_seconds)
                 self.step += 1
-                if c.eval_every and self.step % c.eval_every == 0:
+                if eval_next:
                     record.update(self.evaluate(self.step))
                 runlog.record(record)
                 history.append(record)
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self.save_checkpoint()
+            self._runlog = None
         self.save_checkpoint()
         from .plots import plot_run
 
@@ -113,30 +165,46 @@ class Trainer:
         return history
 
     def train_step(self, step: int) -> dict[str, Any]:
-        started = time.perf_counter()
-        episodes = self.collect(step)
-        collect_seconds = time.perf_counter() - started
+        """One synchronous step: collect, then learn."""
+        episodes, seconds = self._timed_collect(step)
+        return {**self.learn(step, episodes), "collect_seconds": seconds}
+
+    def learn(self, step: int, episodes: list[Trajectory]) -> dict[str, Any]:
+        """Advantages and one update from a step's episodes, then the push of the new weights."""
         ok = [t for t in episodes if t.status == "ok"]
         record: dict[str, Any] = {
             "step": step + 1, "episodes": len(episodes), "failed": len(episodes) - len(ok),
             "success_rate": sum(t.success for t in ok) / max(len(episodes), 1),
             "reward_mean": sum(t.reward for t in ok) / max(len(ok), 1),
             "turns_mean": sum(len(t.turns) for t in ok) / max(len(ok), 1),
-            "collect_seconds": collect_seconds,
         }
-        if not ok:
-            log.warning("step %d: every episode failed; the update is skipped", step + 1)
-            record.update(skipped=True, policy_version=self.policy.version)
+        lags = [self.version - turn.policy_version for t in ok for turn in t.turns if turn.actor == "student"]
+        if lags:
+            record.update(staleness_max=float(max(lags)), staleness_mean=sum(lags) / len(lags))
+        fresh = [t for t in ok if all(self.version - turn.policy_version <= self.config.max_staleness
+                                      for turn in t.turns if turn.actor == "student")]
+        record["stale_dropped"] = len(ok) - len(fresh)
+        if not fresh:
+            log.warning("step %d: no episode to train on (%d failed, %d too stale); the update is skipped",
+                        step + 1, len(episodes) - len(ok), len(ok))
+            record.update(skipped=True, policy_version=self.version)
             return record
-        rows, advantages = self.algo.rows_and_advantages(ok, self.policy.label_tokens)
+        rows, advantages = self.algo.rows_and_advantages(fresh, self.policy.label_tokens)
         if not rows:
-            record.update(skipped=True, policy_version=self.policy.version)
+            record.update(skipped=True, policy_version=self.version)
             return record
-        with self.policy.updating_weights():  # the in-process push: no generation while the weights change
+        with self.sync.updating():
             metrics = self.learner.update(rows, advantages)
+        self.version += 1
+        started = time.perf_counter()
+        self.sync.push(self.learner.model, self.version)
         record.update(metrics)
-        record["policy_version"] = self.policy.version
+        record.update(push_seconds=time.perf_counter() - started, policy_version=self.version)
         return record
+
+    def _phase(self, text: str) -> None:
+        if self._runlog is not None:
+            self._runlog.phase(text)
 
     # ----- bookkeeping --------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -144,9 +212,9 @@ class Trainer:
         tmp = where.with_name(where.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         self.learner.model.save_pretrained(tmp)
-        self.policy.tokenizer.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
         torch.save({"optimizer": self.learner.optimizer.state_dict(), "step": self.step,
-                    "version": self.policy.version}, tmp / "trainer_state.pt")
+                    "version": self.version}, tmp / "trainer_state.pt")
         if where.exists():
             import shutil
 
@@ -159,14 +227,20 @@ class Trainer:
         if not checkpoints:
             return
         latest = checkpoints[-1]
+        from safetensors.torch import load_file
+
         if self.config.lora_rank:
             from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
 
             set_peft_model_state_dict(self.learner.model, load_file(latest / "adapter_model.safetensors"))
         else:
-            self.policy.load_weights(latest, self.policy.version)
+            state_dict: dict[str, torch.Tensor] = {}
+            for file in sorted(latest.glob("*.safetensors")):
+                state_dict.update(load_file(file))
+            self.learner.model.load_state_dict(state_dict, strict=False)
+        if isinstance(self.sync, SharedModule):
+            self.policy.clear_prefix_cache()
         state = torch.load(latest / "trainer_state.pt", weights_only=True)
         self.learner.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.policy.version = int(state["step"]), int(state["version"])
+        self.step, self.version = int(state["step"]), int(state["version"])
         log.info("resumed from %s (step %d)", latest, self.step)

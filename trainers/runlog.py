@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger("agentenv.train")
-SHOWN = ("success_rate", "eval_success", "reward_mean", "loss", "kl", "entropy")
+SHOWN = ("success_rate", "eval_success", "eval_teacher_agreement", "reward_mean", "loss", "sft_nll", "kl")
 
 
 class RunLog:
@@ -35,10 +35,12 @@ class RunLog:
     def __enter__(self) -> RunLog:
         if self.mode == "bar":
             self._bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("[dim]{task.fields[phase]}"),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
                                  console=Console(stderr=True))
             self._bar.start()
-            self._task = self._bar.add_task("train", total=self.total, completed=self.done, stats="")
+            self._task = self._bar.add_task("train", total=self.total, completed=self.done, stats="",
+                                           phase="")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -46,6 +48,13 @@ class RunLog:
             self._bar.stop()
         if self._tensorboard is not None:
             self._tensorboard.close()
+
+    def phase(self, text: str) -> None:
+        """What the run is doing now ("collecting step 3"): steps take minutes on a CPU."""
+        if self._bar is not None:
+            self._bar.update(self._task, phase=text)
+        elif self.mode == "log":
+            log.info("%s", text)
 
     def record(self, record: dict[str, Any]) -> None:
         with (self.out / "metrics.jsonl").open("a") as f:

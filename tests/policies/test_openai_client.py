@@ -159,3 +159,17 @@ def test_topk_entropy_is_exact_with_all_mass_and_a_lower_bound_otherwise() -> No
         bound = topk_entropy([math.log(p) for p in probs[:k]])
         assert 0 < bound <= exact + 1e-12
     assert topk_entropy([]) == 0.0
+
+
+def test_teacher_actions_in_the_served_models_tokens(tiny_model_dir) -> None:
+    from agentenv.policies.embedded import TransformersPolicy
+
+    local = TransformersPolicy(str(tiny_model_dir))
+    client = OpenAIPolicy("http://127.0.0.1:9/v1", tokenizer=str(tiny_model_dir))
+    request = PolicyRequest([{"role": "user", "content": "Where to?"}], SamplingParams())
+    assert client.label_tokens("Action: go east") == local.label_tokens("Action: go east")
+    ours, theirs = client.tokenize_action(request, "go east"), local.tokenize_action(request, "go east")
+    assert (ours.prompt_ids, ours.completion_ids, ours.token_source) == (theirs.prompt_ids, theirs.completion_ids,
+                                                                         "teacher")
+    with pytest.raises(PolicyError, match="tokenizer"):
+        OpenAIPolicy("http://127.0.0.1:9/v1").label_tokens("go east")

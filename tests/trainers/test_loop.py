@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from agentenv.trainers.algorithm import algorithm_options
 from agentenv.trainers.config import TrainConfig, load_config
@@ -83,13 +84,11 @@ def test_unused_and_unknown_options_are_errors(tmp_path: Path):
 
 
 def test_fixed_seeds_give_identical_runs(tiny_model_dir: Path, tmp_path: Path):
-    import torch
 
-    timing = ("collect_seconds", "update_seconds", "update_tokens_per_s")
     runs = []
     for name in ("a", "b"):
         trainer = Trainer(config(tiny_model_dir, tmp_path / name, algo="grpo", concurrency=1, eval_every=0))
-        records = [{k: v for k, v in r.items() if k not in timing} for r in trainer.run()]
+        records = [{k: v for k, v in r.items() if not k.endswith(("_seconds", "_per_s"))} for r in trainer.run()]
         runs.append((records, [p.detach().clone() for p in trainer.learner.model.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
@@ -97,3 +96,77 @@ def test_fixed_seeds_give_identical_runs(tiny_model_dir: Path, tmp_path: Path):
 
     installed = importlib.util.find_spec("tensorboard") is not None
     assert (tmp_path / "a" / "tensorboard").is_dir() == installed  # TensorBoard logs only when installed
+
+
+def test_async_collection_overlaps_the_update_within_the_staleness_bound(tiny_model_dir: Path, tmp_path: Path):
+    run = tmp_path / "async"
+    trainer = Trainer(config(tiny_model_dir, run, algo="grpo", steps=3, eval_every=0, max_staleness=1))
+    records = trainer.run()
+    assert [r["policy_version"] for r in records] == [1, 2, 3] and trainer.policy.version == 3
+    assert trainer.learner.model is not trainer.policy.model  # the collecting copy is not the trained module
+    for r in records:
+        assert r["staleness_max"] <= 1 and r["stale_dropped"] == 0 and r["rows"] == 4
+    for r in records[1:]:  # collected while the previous step updated: waited less than it took
+        assert r["collect_wait_seconds"] < r["collect_seconds"]
+    # the copy serves exactly the learner's weights after the last push
+    learner = dict(trainer.learner.model.state_dict())
+    assert all(torch.equal(v, learner[k]) for k, v in trainer.policy.model.state_dict().items())
+
+
+def test_episodes_beyond_the_staleness_bound_are_dropped_and_counted(tiny_model_dir: Path, tmp_path: Path):
+    trainer = Trainer(config(tiny_model_dir, tmp_path / "stale", algo="grpo", max_staleness=1))
+    episodes = trainer.collect(0)
+    trainer.version = 2  # two updates happened since these were sampled (version 0)
+    record = trainer.learn(0, episodes)
+    assert record["skipped"] and record["stale_dropped"] == 4 and record["staleness_max"] == 2
+    trainer.version = 1
+    record = trainer.learn(0, episodes)
+    assert record["stale_dropped"] == 0 and record["rows"] == 4 and record["policy_version"] == 2
+
+
+def test_lora_push_merges_the_adapters(tiny_model_dir: Path, tmp_path: Path):
+    trainer = Trainer(config(tiny_model_dir, tmp_path / "lora", algo="dagger", env="agentenv/Maze-v0",
+                             env_kwargs={"size": 3, "max_turns": 4}, steps=1, eval_every=0, lr=1e-2, lora_rank=4,
+                             max_staleness=1))
+    before = {k: v.clone() for k, v in trainer.policy.model.state_dict().items()}
+    trainer.run()
+    after = trainer.policy.model.state_dict()
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert changed and all("proj" in k for k in changed)  # LoRA targets the linear layers only
+    merged = trainer.learner.model.merge_and_unload()
+    assert all(torch.allclose(v, after[k], atol=1e-6) for k, v in merged.state_dict().items())
+
+
+def test_training_against_a_policy_server(tiny_model_dir: Path, tmp_path: Path):
+    import httpx
+
+    from agentenv.policies.embedded_server import create_embedded_app
+    from agentenv.serving import ServerThread
+
+    app = create_embedded_app(str(tiny_model_dir), served_name="tiny", batch_wait_ms=5)
+    with ServerThread(app) as server:
+        trainer = Trainer(config(tiny_model_dir, tmp_path / "server", algo="grpo", steps=2, eval_every=1,
+                                 policy=server.url + "/v1", max_staleness=1))
+        records = trainer.run()
+        assert [r["policy_version"] for r in records] == [0, 1, 2]
+        assert httpx.get(server.url + "/weight_info").json()["weight_version"] in (2, "2")
+        for r in records[1:]:
+            assert r["rows"] == 4 and r["staleness_max"] <= 1
+        # the server now samples from the learner's weights: its log-probs match a re-score by the learner
+        prompt = trainer.tokenizer("count to three").input_ids
+        body = {"model": "tiny", "prompt": prompt, "max_tokens": 6, "temperature": 1.0, "seed": 3, "logprobs": 1,
+                "return_token_ids": True}
+        choice = httpx.post(server.url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
+        ids = torch.tensor([prompt + choice["token_ids"]])
+        with torch.no_grad():
+            logp = torch.log_softmax(trainer.learner.model(ids).logits[0].float(), dim=-1)
+        expected = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(choice["token_ids"])]
+        assert choice["logprobs"]["token_logprobs"] == pytest.approx(expected, abs=2e-4)
+    assert len(list((tmp_path / "server" / "weights").iterdir())) == 1  # earlier pushes are cleaned up
+
+
+def test_dagger_evaluation_measures_agreement_with_the_teacher(tiny_model_dir: Path, tmp_path: Path):
+    trainer = Trainer(config(tiny_model_dir, tmp_path / "agree", algo="dagger", env="agentenv/Maze-v0",
+                             env_kwargs={"size": 3, "max_turns": 4}, steps=1, eval_every=1))
+    first, _ = trainer.run()
+    assert 0 <= first["eval_teacher_agreement"] <= 1 and first["eval_valid_actions"] <= 1
