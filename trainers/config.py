@@ -20,6 +20,7 @@ COMMON = frozenset({
     "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
     "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
     "eval_tasks", "seed", "resume", "progress", "policy", "max_staleness",
+    "max_minutes",
 })
 
 
@@ -41,6 +42,8 @@ class TrainConfig:
     max_staleness: int = 0
     out: str = "runs/train"
     steps: int = 10
+    #: a wall-clock budget: no new step starts after this many minutes (None: run all ``steps``)
+    max_minutes: float | None = None
     #: tasks per step; each gets ``group_size`` episodes (the group of GRPO-family advantages)
     tasks_per_step: int = 4
     group_size: int = 4

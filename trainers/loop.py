@@ -132,7 +132,13 @@ class Trainer:
                 runlog.record(record)
                 history.append(record)
             ahead: Future[tuple[list[Trajectory], float]] | None = None
+            deadline = None if c.max_minutes is None else time.monotonic() + 60 * c.max_minutes
             while self.step < c.steps:
+                if deadline is not None and time.monotonic() > deadline:
+                    log.info("the %.4g-minute budget is spent after %d steps", c.max_minutes, self.step)
+                    if ahead is not None:
+                        ahead.result()  # the collection running ahead must not overlap the evaluation
+                    break
                 step = self.step
                 waited = time.perf_counter()
                 if ahead is None:
@@ -156,6 +162,11 @@ class Trainer:
                 history.append(record)
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self.save_checkpoint()
+            evaluated = [r["step"] for r in history if "eval_success" in r]
+            if c.eval_every and self.step and (not evaluated or evaluated[-1] != self.step):
+                record = {"step": self.step, "policy_version": self.version, **self.evaluate(self.step)}
+                runlog.record(record)  # every run that evaluates ends with an evaluation of its final weights
+                history.append(record)
             self._runlog = None
         self.save_checkpoint()
         from .plots import plot_run

@@ -170,3 +170,11 @@ def test_dagger_evaluation_measures_agreement_with_the_teacher(tiny_model_dir: P
                              env_kwargs={"size": 3, "max_turns": 4}, steps=1, eval_every=1))
     first, _ = trainer.run()
     assert 0 <= first["eval_teacher_agreement"] <= 1 and first["eval_valid_actions"] <= 1
+
+
+def test_a_run_ends_with_an_evaluation_and_a_time_budget_stops_it(tiny_model_dir: Path, tmp_path: Path):
+    records = Trainer(config(tiny_model_dir, tmp_path / "tail", algo="grpo", steps=1, eval_every=5)).run()
+    assert [(r["step"], "eval_success" in r, "loss" in r) for r in records] == [
+        (0, True, False), (1, False, True), (1, True, False)]
+    spent = Trainer(config(tiny_model_dir, tmp_path / "budget", algo="grpo", steps=50, max_minutes=0)).run()
+    assert [r["step"] for r in spent] == [0]  # the budget was spent before the first step
