@@ -208,16 +208,22 @@ def train(
 ) -> None:
     """Train a policy: collect, compute advantages, update, push the weights, repeat; writes metrics.jsonl,
     checkpoints and plots.png in the run directory."""
-    from agentenv.trainers.algorithm import algorithm_options
     from agentenv.trainers.config import load_config
     from agentenv.trainers.loop import Trainer
 
     extra = [f"{k}={v}" for k, v in (("env", env), ("model", model), ("out", out), ("policy", policy))
              if v is not None]
-    cfg, _ = load_config(algo, str(config) if config else None, [*(overrides or []), *extra],
-                         uses=algorithm_options(algo))
+    cfg, _ = load_config(algo, str(config) if config else None, [*(overrides or []), *extra])
     history = Trainer(cfg).run()
-    console.print(f"trained {cfg.algo} for {cfg.steps} steps: {len(history)} records in {cfg.out}/metrics.jsonl, "
+    evals = [r for r in history if "eval_success" in r]
+    if len(evals) >= 2:
+        first, last = evals[0], evals[-1]
+        shown = [k for k in ("eval_success", "eval_teacher_agreement", "eval_valid_actions", "eval_reward")
+                 if k in first and k in last]
+        console.print(f"held-out, step {first['step']} → step {last['step']}: " + ", ".join(
+            f"{k.removeprefix('eval_').replace('_', ' ')} {first[k]:.3g} → {last[k]:.3g}" for k in shown))
+    steps = max((int(r["step"]) for r in history), default=0)
+    console.print(f"trained {cfg.algo} to step {steps}: metrics in {cfg.out}/metrics.jsonl, "
                   f"plots in {cfg.out}/plots.png")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from agentenv.hooks import TeacherMixing
 from agentenv.trajectory import Trajectory
@@ -26,6 +26,8 @@ class Algorithm(abc.ABC):
     uses: ClassVar[frozenset[str]] = frozenset()
     #: trains on teacher labels with the SFT loss instead of a policy gradient
     sft: ClassVar[bool] = False
+    #: the option values of the released recipe (§9.8), applied under a run's YAML file and overrides
+    preset: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -55,7 +57,8 @@ class Algorithm(abc.ABC):
 
 
 #: the loss options every policy-gradient algorithm reads
-RL_OPTIONS = frozenset({"clip_low", "clip_high", "dual_clip", "aggregation", "kl", "kl_coef", "entropy_coef"})
+RL_OPTIONS = frozenset({"clip_low", "clip_high", "dual_clip", "aggregation", "kl", "kl_coef", "entropy_coef",
+                        "kl_reward_coef", "kl_reward_target", "kl_reward_horizon"})
 
 
 def algorithm(name: str, config: TrainConfig) -> Algorithm:
@@ -71,6 +74,11 @@ def algorithm_options(name: str) -> frozenset[str]:
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; choose one of: {', '.join(sorted(ALGORITHMS))}")
     return ALGORITHMS[name].uses
+
+
+def algorithm_preset(name: str) -> dict[str, Any]:
+    algorithm_options(name)
+    return dict(ALGORITHMS[name].preset)
 
 
 def _load_builtins() -> None:

@@ -69,6 +69,10 @@ class TrainConfig:
     aggregation: str = "token-mean"
     kl: str | None = None
     kl_coef: float = 0.0
+    #: KL in the reward instead: β of r_tok ← r_tok − β·k1(old, ref), adaptive towards a target KL if set
+    kl_reward_coef: float = 0.0
+    kl_reward_target: float | None = None
+    kl_reward_horizon: int = 10_000
     entropy_coef: float = 0.0
     # --- advantages ---
     norm: str = "std_sample"
@@ -106,11 +110,16 @@ class TrainConfig:
 
 
 def load_config(algo: str, path: str | None = None, overrides: list[str] | None = None,
-                uses: frozenset[str] = frozenset()) -> tuple[TrainConfig, set[str]]:
-    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides; returns the config and the
-    keys that were set explicitly. ``uses`` names the algorithm's own options (besides :data:`COMMON`)."""
+                uses: frozenset[str] | None = None) -> tuple[TrainConfig, set[str]]:
+    """Defaults, then the algorithm's preset (its released recipe), then the YAML file at ``path``, then
+    ``key=value`` overrides; returns the config and the keys that were set explicitly. ``uses`` names the
+    algorithm's own options besides :data:`COMMON` (default: the registered algorithm's)."""
     import yaml
 
+    from .algorithm import algorithm_options, algorithm_preset
+
+    if uses is None:
+        uses = algorithm_options(algo)
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
     if path:
@@ -132,7 +141,8 @@ def load_config(algo: str, path: str | None = None, overrides: list[str] | None 
     if unused:
         raise ValueError(f"{algo} does not use these options: {', '.join(unused)}")
     hints = typing.get_type_hints(TrainConfig)
-    typed = {key: _coerce(key, value, hints[key]) for key, value in values.items()}
+    merged = {**algorithm_preset(algo), **values}
+    typed = {key: _coerce(key, value, hints[key]) for key, value in merged.items()}
     return TrainConfig(**{**typed, "algo": algo}), set(values)
 
 

@@ -8,6 +8,7 @@ prefix-stable; with a history ``window`` the prompts are re-rendered and the ste
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from agentenv.trajectory import Trajectory
 
@@ -20,6 +21,7 @@ from .rows import Row, sequence_rows, step_rows
 class GRPO(Algorithm):
     name = "grpo"
     uses = RL_OPTIONS | {"norm"}
+    preset: ClassVar[dict[str, Any]] = {"kl": "low_var_kl", "kl_coef": 0.001}
 
     def rows_and_advantages(self, trajectories: Sequence[Trajectory],
                             label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[float]]:

@@ -8,6 +8,7 @@ The grouping depth may not exceed the memory the prompts held: with a ``window``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from agentenv.trajectory import Trajectory
 
@@ -21,6 +22,8 @@ from .rows import Row, step_rows
 class HGPO(Algorithm):
     name = "hgpo"
     uses = RL_OPTIONS | {"history", "alpha", "mode", "gamma", "base_group"}
+    preset: ClassVar[dict[str, Any]] = {"group_size": 8, "history": 2, "alpha": 1.0, "mode": "mean_std_norm",
+                                        "base_group": False, "kl": "low_var_kl", "kl_coef": 0.01}
 
     def __init__(self, config: TrainConfig):
         super().__init__(config)

@@ -97,6 +97,20 @@ class Learner:
         self.device = next(model.parameters()).device
         self.steps = 0
 
+    def collate(self, rows: Sequence[Row], advantages: Sequence[float] | None = None) -> Batch:
+        return collate(rows, advantages if advantages is not None else [0.0] * len(rows), self.pad_id, self.device)
+
+    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
+        """The frozen reference policy's log-probs: the reference model, or with LoRA the base model (the
+        adapters switched off), which is the model the adapters started from."""
+        with torch.no_grad():
+            if self.ref_model is not None:
+                return token_logprobs(self.ref_model, batch, self.config.temperature)[0]
+            if not hasattr(self.model, "disable_adapter"):
+                raise ValueError("a KL term needs a reference model (or LoRA adapters over a frozen base)")
+            with self.model.disable_adapter():
+                return token_logprobs(self.model, batch, self.config.temperature)[0]
+
     def apply_gradients(self) -> float:
         """Clip the accumulated gradients and take one optimizer step; returns the gradient norm."""
         norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
@@ -128,8 +142,7 @@ class Learner:
                 else:
                     ref = None
                     if loss_cfg.kl is not None:
-                        with torch.no_grad():
-                            ref, _ = token_logprobs(self.ref_model or self.model, batch, c.temperature)
+                        ref = self.reference_logprobs(batch)
                     out = self.loss(logp, batch.old_logp, batch.advantages, batch.mask, ref_logp=ref,
                                     entropy=entropy if needs_entropy else None)
                 (out.loss * share).backward()

@@ -36,6 +36,7 @@ from agentenv.trajectory import Trajectory
 from .algorithm import algorithm
 from .config import TrainConfig
 from .evaluation import episode_metrics
+from .kl_reward import KLReward
 from .learner import Learner, LearnerConfig
 from .runlog import RunLog
 from .sync import CopiedModule, ServerPush, SharedModule, WeightSync
@@ -79,7 +80,7 @@ class Trainer:
             self.policy.model = model
             self.sync = SharedModule(self.policy)
         ref_model = None
-        if c.kl is not None and c.kl_coef > 0 and not c.lora_rank:
+        if ((c.kl is not None and c.kl_coef > 0) or c.kl_reward_coef > 0) and not c.lora_rank:
             import copy
 
             ref_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -88,6 +89,8 @@ class Trainer:
                                                     micro_batch_tokens=c.micro_batch_tokens, epochs=c.epochs,
                                                     temperature=c.temperature),
                                self.algo.loss_config(), ref_model=ref_model, pad_id=pad_id, sft=self.algo.sft)
+        self.kl_reward = KLReward(c.kl_reward_coef, c.kl_reward_target, c.kl_reward_horizon) \
+            if c.kl_reward_coef > 0 else None
         self.step = 0
         self.version = 0
         self._runlog: RunLog | None = None
@@ -200,6 +203,9 @@ class Trainer:
                         step + 1, len(episodes) - len(ok), len(ok))
             record.update(skipped=True, policy_version=self.version)
             return record
+        if self.kl_reward is not None:
+            fresh, kl_metrics = self.kl_reward.apply(fresh, self.learner)
+            record.update(kl_metrics)
         rows, advantages = self.algo.rows_and_advantages(fresh, self.policy.label_tokens)
         if not rows:
             record.update(skipped=True, policy_version=self.version)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PANELS = [("success_rate", "success (train)"), ("eval_success", "success (held-out)"), ("reward_mean", "reward"),
+PANELS = [("success_rate", "success (train)"), ("eval_success", "success (held-out)"),
+          ("eval_teacher_agreement", "agrees with teacher (held-out)"),
+          ("eval_valid_actions", "valid actions (held-out)"), ("reward_mean", "reward"),
           ("loss", "loss"), ("kl", "KL"), ("entropy", "entropy"), ("clip_fraction", "clip fraction"),
           ("update_tokens_per_s", "update tokens/s"), ("policy_version", "policy version"),
           ("collect_seconds", "collect s"), ("update_seconds", "update s")]

@@ -75,3 +75,20 @@ def test_a_learning_step_raises_the_likelihood_of_positive_advantage_tokens(tiny
     with torch.no_grad():
         after = (token_logprobs(model, batch)[0] * batch.mask).sum()
     assert after > before
+
+
+def test_kl_with_lora_is_measured_against_the_base_model(tiny_model_dir: Path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    _, rows = sampled_rows(tiny_model_dir, 1.0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=16, target_modules="all-linear"))
+    learner = Learner(model, LearnerConfig(lr=5e-2), LossConfig(kl="low_var_kl", kl_coef=0.1), pad_id=0)
+    first = learner.update(rows, [1.0, -1.0, 0.5])
+    second = learner.update(rows, [1.0, -1.0, 0.5])
+    assert first["kl"] == pytest.approx(0.0, abs=1e-7)  # LoRA's B starts at zero: the policy is the base
+    assert second["kl"] > 1e-6  # the adapters moved the policy away from the base, which stays the reference
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    with pytest.raises(ValueError, match="reference model"):
+        Learner(plain, LearnerConfig(), LossConfig(kl="low_var_kl", kl_coef=0.1), pad_id=0).update(rows, [1.0] * 3)
