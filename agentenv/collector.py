@@ -398,6 +398,8 @@ class Collector:
         env_seconds = time.monotonic() - t1
         turn = self._make_turn(index, obs, out, request, next_obs, reward, terminated, truncated, info)
         turn.policy_seconds, turn.env_seconds = policy_seconds, env_seconds
+        if teacher is not None:
+            turn.info["teacher_beta"] = teacher.beta_at(index)  # the mixing probability this turn's coin used
         if teacher_out is not None:
             turn.teacher_action = teacher_out.text
             turn.teacher_completion_ids = list(teacher_out.completion_ids or [])

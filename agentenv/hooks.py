@@ -43,9 +43,12 @@ class TeacherMixing:
     label_all_states: bool = True
     seed: int = 0
 
+    def beta_at(self, turn: int) -> float:
+        return float(self.beta(turn) if callable(self.beta) else self.beta)
+
     def teacher_acts(self, trajectory_id: str, turn: int) -> bool:
         """A coin seeded by (seed, trajectory, turn): the same run flips the same coins."""
-        beta = self.beta(turn) if callable(self.beta) else self.beta
+        beta = self.beta_at(turn)
         if beta <= 0:
             return False
         rng = np.random.default_rng([self.seed, zlib.crc32(trajectory_id.encode()), turn])

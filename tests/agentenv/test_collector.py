@@ -164,6 +164,7 @@ def test_teacher_mixing_records_labels_at_every_state_and_acts_with_probability_
     c.run()
     for t in c.trajectories:
         assert t.success and all(x.actor == "teacher" and x.action == x.teacher_action for x in t.turns)
+        assert all(x.info["teacher_beta"] == 1.0 for x in t.turns)  # the β each coin used is recorded
     coins = TeacherMixing(teacher, beta=0.5, seed=3)
     flips = [coins.teacher_acts("t000000-s000", k) for k in range(200)]
     assert flips == [coins.teacher_acts("t000000-s000", k) for k in range(200)]
