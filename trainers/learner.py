@@ -61,7 +61,7 @@ def token_logprobs(model: Any, batch: Batch, temperature: float = 1.0,
     if keep.numel() == 0:
         keep = torch.tensor([max(width - 2, 0)], device=batch.tokens.device)
     logits = model(input_ids=batch.tokens, attention_mask=batch.attention, logits_to_keep=keep).logits.float()
-    logp_all = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+    logp_all = torch.log_softmax(logits if temperature in (0.0, 1.0) else logits / temperature, dim=-1)
     chosen = logp_all.gather(-1, batch.tokens[:, keep + 1, None]).squeeze(-1)
     logp = torch.zeros(batch.tokens.shape, dtype=chosen.dtype, device=chosen.device).index_copy(1, keep + 1, chosen)
     entropy = None
