@@ -214,7 +214,8 @@ def train(
     extra = [f"{k}={v}" for k, v in (("env", env), ("model", model), ("out", out), ("policy", policy))
              if v is not None]
     cfg, _ = load_config(algo, str(config) if config else None, [*(overrides or []), *extra])
-    history = Trainer(cfg).run()
+    with Trainer(cfg) as trainer:
+        history = trainer.run()
     evals = [r for r in history if "eval_success" in r]
     if len(evals) >= 2:
         first, last = evals[0], evals[-1]

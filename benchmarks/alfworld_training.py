@@ -42,7 +42,8 @@ def run(algo: str, minutes: float, eval_tasks: int, out: Path) -> dict[str, obje
     overrides += ["tasks_per_step=3", "group_size=1"] if algo == "dagger" else ["tasks_per_step=2", "group_size=4"]
     config, _ = load_config(algo, overrides=overrides)
     started = time.perf_counter()
-    history = Trainer(config).run()
+    with Trainer(config) as trainer:
+        history = trainer.run()
     evals = [r for r in history if "eval_success" in r]
     return {"algo": algo, "before": evals[0], "after": evals[-1], "steps": max(int(r["step"]) for r in history),
             "minutes": (time.perf_counter() - started) / 60}

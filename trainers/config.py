@@ -20,7 +20,7 @@ COMMON = frozenset({
     "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
     "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
     "eval_tasks", "seed", "resume", "progress", "policy", "max_staleness",
-    "max_minutes",
+    "max_minutes", "amp",
 })
 
 
@@ -58,7 +58,12 @@ class TrainConfig:
     #: micro-batches are packed to at most this many (padded) tokens
     micro_batch_tokens: int = 4096
     epochs: int = 1
+    #: the weights' dtype (bfloat16 weights also keep AdamW's state in bfloat16)
     dtype: str = "float32"
+    #: mixed precision: the update's forward and backward run in bfloat16 autocast over float32 weights and
+    #: optimizer state (1.6x faster on a CPU with AVX512-BF16; the re-scored log-probs then differ slightly
+    #: from the float32 policy's, which the clipped ratio absorbs)
+    amp: bool = False
     #: 0: full fine-tuning; > 0: LoRA adapters of this rank (peft)
     lora_rank: int = 0
     lora_alpha: int = 16

@@ -9,6 +9,7 @@ behaviour log-probs the policy recorded and the ratio is 1.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class LearnerConfig:
     micro_batch_tokens: int = 4096
     epochs: int = 1
     temperature: float = 1.0
+    #: bfloat16 autocast for the forward and backward passes (weights and optimizer stay as they are)
+    amp: bool = False
 
 
 class Learner:
@@ -97,13 +100,18 @@ class Learner:
         self.device = next(model.parameters()).device
         self.steps = 0
 
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        if not self.config.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
     def collate(self, rows: Sequence[Row], advantages: Sequence[float] | None = None) -> Batch:
         return collate(rows, advantages if advantages is not None else [0.0] * len(rows), self.pad_id, self.device)
 
     def reference_logprobs(self, batch: Batch) -> torch.Tensor:
         """The frozen reference policy's log-probs: the reference model, or with LoRA the base model (the
         adapters switched off), which is the model the adapters started from."""
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             if self.ref_model is not None:
                 return token_logprobs(self.ref_model, batch, self.config.temperature)[0]
             if not hasattr(self.model, "disable_adapter"):
@@ -134,8 +142,9 @@ class Learner:
             self.optimizer.zero_grad(set_to_none=True)
             for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
                 batch = collate([rows[i] for i in group], [advantages[i] for i in group], self.pad_id, self.device)
-                logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True,
-                                               entropy_grad=needs_entropy)
+                with self.autocast():
+                    logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True,
+                                                   entropy_grad=needs_entropy)
                 share = (len(group) if per_row else float(batch.mask.sum())) / max(total, 1.0)
                 if self.sft:
                     out = sft_loss(logp, batch.mask, loss_cfg.aggregation)

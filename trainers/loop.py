@@ -87,7 +87,7 @@ class Trainer:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.learner = Learner(model, LearnerConfig(lr=c.lr, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
                                                     micro_batch_tokens=c.micro_batch_tokens, epochs=c.epochs,
-                                                    temperature=c.temperature),
+                                                    temperature=c.temperature, amp=c.amp),
                                self.algo.loss_config(), ref_model=ref_model, pad_id=pad_id, sft=self.algo.sft)
         self.kl_reward = KLReward(c.kl_reward_coef, c.kl_reward_target, c.kl_reward_horizon) \
             if c.kl_reward_coef > 0 else None
@@ -175,8 +175,17 @@ class Trainer:
         from .plots import plot_run
 
         plot_run(self.out)
-        asyncio.run(self.policy.aclose())
         return history
+
+    def close(self) -> None:
+        """Release the policy (its client or batching worker); the trainer cannot collect afterwards."""
+        asyncio.run(self.policy.aclose())
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def train_step(self, step: int) -> dict[str, Any]:
         """One synchronous step: collect, then learn."""

@@ -92,3 +92,17 @@ def test_kl_with_lora_is_measured_against_the_base_model(tiny_model_dir: Path):
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     with pytest.raises(ValueError, match="reference model"):
         Learner(plain, LearnerConfig(), LossConfig(kl="low_var_kl", kl_coef=0.1), pad_id=0).update(rows, [1.0] * 3)
+
+
+def test_mixed_precision_keeps_float32_weights_and_rescores_close_to_the_behaviour(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM
+
+    _, rows = sampled_rows(tiny_model_dir, 1.0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    before = [p.detach().clone() for p in model.parameters()]
+    learner = Learner(model, LearnerConfig(lr=1e-3, amp=True), LossConfig(), pad_id=0)
+    metrics = learner.update(rows, [1.0, -1.0, 0.5])
+    assert metrics["ratio_mean"] == pytest.approx(1.0, abs=0.05)  # bfloat16 re-scoring of float32 samples
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(s["exp_avg"].dtype == torch.float32 for s in learner.optimizer.state.values())
