@@ -20,7 +20,7 @@ COMMON = frozenset({
     "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
     "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
     "eval_tasks", "seed", "resume", "progress", "policy", "max_staleness",
-    "max_minutes", "amp",
+    "max_minutes", "amp", "minibatch_rows",
 })
 
 
@@ -58,6 +58,9 @@ class TrainConfig:
     #: micro-batches are packed to at most this many (padded) tokens
     micro_batch_tokens: int = 4096
     epochs: int = 1
+    #: rows per optimizer step: an update makes ceil(rows / minibatch_rows) steps per epoch over shuffled
+    #: rows (None: one step per epoch on all rows, the on-policy default)
+    minibatch_rows: int | None = None
     #: the weights' dtype (bfloat16 weights also keep AdamW's state in bfloat16)
     dtype: str = "float32"
     #: mixed precision: the update's forward and backward run in bfloat16 autocast over float32 weights and
@@ -104,6 +107,8 @@ class TrainConfig:
                      "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.minibatch_rows is not None and self.minibatch_rows < 1:
+            raise ValueError(f"minibatch_rows must be >= 1, got {self.minibatch_rows}")
         if self.max_staleness < 0:
             raise ValueError(f"max_staleness must be >= 0, got {self.max_staleness}")
         if self.dtype not in ("float32", "bfloat16"):

@@ -84,6 +84,10 @@ class LearnerConfig:
     temperature: float = 1.0
     #: bfloat16 autocast for the forward and backward passes (weights and optimizer stay as they are)
     amp: bool = False
+    #: rows per optimizer step (None: all of a batch's rows in one step per epoch)
+    minibatch_rows: int | None = None
+    #: seeds the per-epoch shuffle of the rows into mini-batches
+    seed: int = 0
 
 
 class Learner:
@@ -99,6 +103,7 @@ class Learner:
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.device = next(model.parameters()).device
         self.steps = 0
+        self._shuffle = torch.Generator().manual_seed(config.seed)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if not self.config.amp:
@@ -128,43 +133,61 @@ class Learner:
         return float(norm)
 
     def update(self, rows: Sequence[Row], advantages: Sequence[float]) -> dict[str, float]:
-        """One step per epoch over ``rows`` (with their per-row advantages); returns the step's metrics."""
+        """``epochs`` passes over ``rows`` (with their per-row advantages), each split into mini-batches of
+        ``minibatch_rows`` rows (one optimizer step each; all rows in one step by default), the rows shuffled
+        per epoch when there are several mini-batches; returns the metrics averaged over the steps."""
         if not rows:
             raise ValueError("no rows to train on")
         started = time.perf_counter()
+        c = self.config
+        size = c.minibatch_rows or len(rows)
+        order = list(range(len(rows)))
+        sums: dict[str, float] = {}
+        steps = 0
+        self.model.train()
+        for _ in range(c.epochs):
+            if size < len(rows):
+                order = torch.randperm(len(rows), generator=self._shuffle).tolist()
+            for start in range(0, len(rows), size):
+                chosen = order[start:start + size]
+                for k, v in self._step([rows[i] for i in chosen], [advantages[i] for i in chosen]).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+        self.model.eval()
+        metrics = {k: v / steps for k, v in sums.items()}
+        seconds = time.perf_counter() - started
+        n_tokens = sum(len(r) for r in rows) * c.epochs
+        metrics.update({"update_seconds": seconds, "update_tokens_per_s": n_tokens / max(seconds, 1e-9),
+                        "trained_tokens": float(sum(r.n_trained for r in rows)), "rows": float(len(rows)),
+                        "optimizer_steps": float(steps)})
+        return metrics
+
+    def _step(self, rows: Sequence[Row], advantages: Sequence[float]) -> dict[str, float]:
+        """One optimizer step on a mini-batch: micro-batches packed by tokens, gradients accumulated so
+        that they sum to the gradient of the mini-batch's loss."""
         c, loss_cfg = self.config, self.loss.config
         per_row = loss_cfg.aggregation != "token-mean"
         total = float(len(rows) if per_row else sum(r.n_trained for r in rows))
         needs_entropy = loss_cfg.entropy_coef > 0
         sums: dict[str, float] = {}
-        self.model.train()
-        for _ in range(c.epochs):
-            self.optimizer.zero_grad(set_to_none=True)
-            for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
-                batch = collate([rows[i] for i in group], [advantages[i] for i in group], self.pad_id, self.device)
-                with self.autocast():
-                    logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True,
-                                                   entropy_grad=needs_entropy)
-                share = (len(group) if per_row else float(batch.mask.sum())) / max(total, 1.0)
-                if self.sft:
-                    out = sft_loss(logp, batch.mask, loss_cfg.aggregation)
-                else:
-                    ref = None
-                    if loss_cfg.kl is not None:
-                        ref = self.reference_logprobs(batch)
-                    out = self.loss(logp, batch.old_logp, batch.advantages, batch.mask, ref_logp=ref,
-                                    entropy=entropy if needs_entropy else None)
-                (out.loss * share).backward()
-                for k, v in out.metrics.items():
-                    sums[k] = sums.get(k, 0.0) + v * share
-                if entropy is not None:
-                    sums["entropy"] = sums.get("entropy", 0.0) + float(
-                        (entropy.detach() * batch.mask).sum() / batch.mask.sum().clamp(min=1)) * share
-            sums["grad_norm"] = self.apply_gradients()
-        self.model.eval()
-        n_tokens = sum(len(r) for r in rows) * c.epochs
-        metrics = {k: v / (c.epochs if k != "grad_norm" else 1) for k, v in sums.items()}
-        seconds = time.perf_counter() - started
-        metrics.update({"update_seconds": seconds, "update_tokens_per_s": n_tokens / max(seconds, 1e-9),
-                        "trained_tokens": float(sum(r.n_trained for r in rows)), "rows": float(len(rows))})
-        return metrics
+        self.optimizer.zero_grad(set_to_none=True)
+        for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
+            batch = collate([rows[i] for i in group], [advantages[i] for i in group], self.pad_id, self.device)
+            with self.autocast():
+                logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True,
+                                               entropy_grad=needs_entropy)
+            share = (len(group) if per_row else float(batch.mask.sum())) / max(total, 1.0)
+            if self.sft:
+                out = sft_loss(logp, batch.mask, loss_cfg.aggregation)
+            else:
+                ref = self.reference_logprobs(batch) if loss_cfg.kl is not None else None
+                out = self.loss(logp, batch.old_logp, batch.advantages, batch.mask, ref_logp=ref,
+                                entropy=entropy if needs_entropy else None)
+            (out.loss * share).backward()
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + v * share
+            if entropy is not None:
+                sums["entropy"] = sums.get("entropy", 0.0) + float(
+                    (entropy.detach() * batch.mask).sum() / batch.mask.sum().clamp(min=1)) * share
+        sums["grad_norm"] = self.apply_gradients()
+        return sums

@@ -87,7 +87,8 @@ class Trainer:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.learner = Learner(model, LearnerConfig(lr=c.lr, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
                                                     micro_batch_tokens=c.micro_batch_tokens, epochs=c.epochs,
-                                                    temperature=c.temperature, amp=c.amp),
+                                                    temperature=c.temperature, amp=c.amp,
+                                                    minibatch_rows=c.minibatch_rows, seed=c.seed),
                                self.algo.loss_config(), ref_model=ref_model, pad_id=pad_id, sft=self.algo.sft)
         self.kl_reward = KLReward(c.kl_reward_coef, c.kl_reward_target, c.kl_reward_horizon) \
             if c.kl_reward_coef > 0 else None

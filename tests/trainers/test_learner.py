@@ -106,3 +106,17 @@ def test_mixed_precision_keeps_float32_weights_and_rescores_close_to_the_behavio
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(s["exp_avg"].dtype == torch.float32 for s in learner.optimizer.state.values())
+
+
+def test_mini_batches_make_one_optimizer_step_each_on_shuffled_rows(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM
+
+    _, rows = sampled_rows(tiny_model_dir, 1.0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    learner = Learner(model, LearnerConfig(lr=5e-2, minibatch_rows=2, epochs=2), LossConfig(), pad_id=0)
+    metrics = learner.update(rows, [1.0, -1.0, 0.5])
+    assert metrics["optimizer_steps"] == 4 == learner.steps  # ceil(3 / 2) steps in each of 2 epochs
+    assert abs(metrics["ratio_mean"] - 1) > 1e-4  # later mini-batches are scored by a policy that moved
+    whole = Learner(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), LearnerConfig(),
+                    LossConfig(), pad_id=0).update(rows, [1.0, -1.0, 0.5])
+    assert whole["optimizer_steps"] == 1 and whole["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
