@@ -123,6 +123,8 @@ class Trainer:
     # ----- the loop -----------------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
         c = self.config
+        if not c.resume and (self.out / "metrics.jsonl").exists():
+            raise FileExistsError(f"{self.out} already holds a run: resume=true continues it, or choose another out")
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
         if c.resume:

@@ -178,3 +178,5 @@ def test_a_run_ends_with_an_evaluation_and_a_time_budget_stops_it(tiny_model_dir
         (0, True, False), (1, False, True), (1, True, False)]
     spent = Trainer(config(tiny_model_dir, tmp_path / "budget", algo="grpo", steps=50, max_minutes=0)).run()
     assert [r["step"] for r in spent] == [0]  # the budget was spent before the first step
+    with pytest.raises(FileExistsError, match="resume=true"):  # never append a second run to a run's metrics
+        Trainer(config(tiny_model_dir, tmp_path / "budget", algo="grpo")).run()
