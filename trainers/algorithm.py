@@ -50,6 +50,11 @@ class Algorithm(abc.ABC):
         """A teacher that labels the evaluation episodes' states without acting (for teacher agreement)."""
         return None
 
+    def restore(self, steps: Sequence[Sequence[Trajectory]], label_tokens: Callable[[str], list[int]]) -> None:
+        """Rebuild state kept across steps from the stored episodes of the steps already done (on resume);
+        the policy-gradient algorithms keep none."""
+        return None
+
     @abc.abstractmethod
     def rows_and_advantages(self, trajectories: Sequence[Trajectory],
                             label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[float]]:

@@ -41,6 +41,11 @@ class DAgger(Algorithm):
     def eval_teacher(self) -> TeacherMixing:
         return TeacherMixing(self.teacher_policy, beta=0.0, label_all_states=True, seed=self.config.seed)
 
+    def restore(self, steps: Sequence[Sequence[Trajectory]], label_tokens: Callable[[str], list[int]]) -> None:
+        """The aggregated dataset of a resumed run: the labels of every step done so far, from its store."""
+        self.dataset = [row for episodes in steps
+                        for row in step_rows(episodes, labels=True, label_tokens=label_tokens)]
+
     def rows_and_advantages(self, trajectories: Sequence[Trajectory],
                             label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[float]]:
         self.dataset += step_rows(trajectories, labels=True, label_tokens=label_tokens)

@@ -272,4 +272,7 @@ class Trainer:
         state = torch.load(latest / "trainer_state.pt", weights_only=True)
         self.learner.optimizer.load_state_dict(state["optimizer"])
         self.step, self.version = int(state["step"]), int(state["version"])
+        done = [[t for t in TrajectoryStore(where).episodes(errors="skip") if t.status == "ok"]
+                for where in (self.out / "rollouts" / f"step-{k:05d}" for k in range(self.step)) if where.exists()]
+        self.algo.restore(done, self.policy.label_tokens)
         log.info("resumed from %s (step %d)", latest, self.step)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PANELS = [("success_rate", "success (train)"), ("eval_success", "success (held-out)"),
+PANELS = [("success_rate", "success (collection)"), ("eval_success", "success (held-out)"),
           ("eval_teacher_agreement", "agrees with teacher (held-out)"),
           ("eval_valid_actions", "valid actions (held-out)"), ("reward_mean", "reward"),
           ("loss", "loss"), ("kl", "KL"), ("entropy", "entropy"), ("clip_fraction", "clip fraction"),
@@ -26,6 +26,7 @@ def plot_run(run: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     records = read_metrics(run)
     panels = [(key, title) for key, title in PANELS if any(key in r for r in records)]
@@ -37,6 +38,7 @@ def plot_run(run: str | Path) -> Path:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

@@ -63,6 +63,15 @@ def test_dagger_trains_on_the_experts_labels(tiny_model_dir: Path, tmp_path: Pat
     assert second["rows"] > first["rows"] > 0  # the aggregated dataset grows
     assert second["sft_nll"] < first["sft_nll"]
     assert trainer.algo.beta(0) == 1.0 and trainer.algo.beta(1) == 0.5
+    resumed = Trainer(config(tiny_model_dir, run, algo="dagger", env="agentenv/Maze-v0",
+                             env_kwargs={"size": 3, "max_turns": 6}, steps=3, eval_every=0, lr=1e-2, resume=True))
+    resumed.run()
+    third = metrics(run)[-1]
+    from agentenv.store import TrajectoryStore
+
+    labelled = sum(turn.teacher_action is not None
+                   for t in TrajectoryStore(run / "rollouts" / "step-00002").episodes() for turn in t.turns)
+    assert third["step"] == 3 and third["rows"] == second["rows"] + labelled  # the dataset survives a resume
 
 
 def test_unused_and_unknown_options_are_errors(tmp_path: Path):
