@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from agentenv.parsing import ParsedAction
+from agentenv.testing import CountdownEnv
 from agentenv.trainers.algorithm import algorithm_options
 from agentenv.trainers.config import TrainConfig, load_config
 from agentenv.trainers.loop import Trainer
@@ -189,3 +191,28 @@ def test_a_run_ends_with_an_evaluation_and_a_time_budget_stops_it(tiny_model_dir
     assert [r["step"] for r in spent] == [0]  # the budget was spent before the first step
     with pytest.raises(FileExistsError, match="resume=true"):  # never append a second run to a run's metrics
         Trainer(config(tiny_model_dir, tmp_path / "budget", algo="grpo")).run()
+
+
+class AnyReplyCountdown(CountdownEnv):
+    """Takes any reply as an action, so the tiny model's replies reach ``_step`` and its injected fault."""
+
+    def parse_action(self, text: str) -> ParsedAction:
+        return ParsedAction(text=text, command=text)
+
+
+def test_failed_episodes_are_masked_counted_and_an_all_failed_step_is_skipped(tiny_model_dir: Path, tmp_path: Path):
+    import agentenv
+
+    agentenv.register("agentenv/TestCountdown-v0", f"{__name__}:AnyReplyCountdown", family="test")
+    base = dict(env="agentenv/TestCountdown-v0", eval_every=0, steps=1)
+    seeds = sorted({t.seed for t in Trainer(config(tiny_model_dir, tmp_path / "probe", **base)).collect(0)})
+    assert len(seeds) == 2  # two tasks, each a group of two
+    one = Trainer(config(tiny_model_dir, tmp_path / "one", **base,
+                         env_kwargs={"raise_at": 1, "faulty_seeds": [seeds[0]]}))
+    [record] = one.run()
+    assert record["failed"] == 2 and record["episodes"] == 4 and record["rows"] == 2  # only the healthy group
+    assert record["policy_version"] == 1
+    every = Trainer(config(tiny_model_dir, tmp_path / "all", **{**base, "steps": 2}, env_kwargs={"raise_at": 1}))
+    records = every.run()  # no crash: each step is logged as skipped and the run goes on
+    assert [(r["failed"], r.get("skipped")) for r in records] == [(4, True), (4, True)]
+    assert every.version == 0
