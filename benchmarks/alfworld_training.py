@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="0.5 minutes each, 2 held-out tasks")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     minutes, eval_tasks = (0.5, 2) if args.quick else (args.minutes, args.eval_tasks)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
