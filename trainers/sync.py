@@ -16,6 +16,7 @@ With LoRA the pushed weights are the merged ones, so the collecting side never n
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import shutil
@@ -42,7 +43,7 @@ def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
         model.unmerge_adapter()
 
 
-class WeightSync:
+class WeightSync(abc.ABC):
     """Moves the learner's weights to the collecting policy."""
 
     def __init__(self, policy: Any):
@@ -53,8 +54,9 @@ class WeightSync:
         """Wraps the learner's update (the shared module must not generate meanwhile)."""
         yield
 
+    @abc.abstractmethod
     def push(self, model: Any, version: int) -> None:
-        raise NotImplementedError
+        """Make the collecting policy serve ``model``'s weights as ``version``."""
 
 
 class SharedModule(WeightSync):
