@@ -164,30 +164,42 @@ class Learner:
 
     def _step(self, rows: Sequence[Row], advantages: Sequence[float]) -> dict[str, float]:
         """One optimizer step on a mini-batch: micro-batches packed by tokens, gradients accumulated so
-        that they sum to the gradient of the mini-batch's loss."""
+        that they sum to the gradient of the mini-batch's loss.
+
+        When the loss has no KL or entropy term, a row whose advantage is 0 contributes exactly nothing but
+        its share of the normaliser, so it is not run through the model (a sparse-reward env's groups are
+        often all failures); the normaliser still counts it, so the gradient is unchanged."""
         c, loss_cfg = self.config, self.loss.config
         per_row = loss_cfg.aggregation != "token-mean"
         total = float(len(rows) if per_row else sum(r.n_trained for r in rows))
         needs_entropy = loss_cfg.entropy_coef > 0
-        sums: dict[str, float] = {}
+        inert = not self.sft and loss_cfg.kl is None and not needs_entropy
+        live = [i for i in range(len(rows)) if not inert or advantages[i] != 0]
+        live_total = float(len(live) if per_row else sum(rows[i].n_trained for i in live))
+        sums: dict[str, float] = {"rows_skipped": float(len(rows) - len(live))}
         self.optimizer.zero_grad(set_to_none=True)
-        for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
-            batch = collate([rows[i] for i in group], [advantages[i] for i in group], self.pad_id, self.device)
+        for group in pack_by_tokens([len(rows[i]) for i in live], c.micro_batch_tokens):
+            chosen = [live[g] for g in group]
+            batch = collate([rows[i] for i in chosen], [advantages[i] for i in chosen], self.pad_id, self.device)
             with self.autocast():
                 logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True,
                                                entropy_grad=needs_entropy)
-            share = (len(group) if per_row else float(batch.mask.sum())) / max(total, 1.0)
+            size = len(group) if per_row else float(batch.mask.sum())
             if self.sft:
                 out = sft_loss(logp, batch.mask, loss_cfg.aggregation)
             else:
                 ref = self.reference_logprobs(batch) if loss_cfg.kl is not None else None
                 out = self.loss(logp, batch.old_logp, batch.advantages, batch.mask, ref_logp=ref,
                                 entropy=entropy if needs_entropy else None)
-            (out.loss * share).backward()
+            (out.loss * size / max(total, 1.0)).backward()
+            share = size / max(live_total, 1.0)  # the metrics describe the rows that were scored
             for k, v in out.metrics.items():
                 sums[k] = sums.get(k, 0.0) + v * share
             if entropy is not None:
                 sums["entropy"] = sums.get("entropy", 0.0) + float(
                     (entropy.detach() * batch.mask).sum() / batch.mask.sum().clamp(min=1)) * share
+        for p in self.model.parameters():
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)  # an all-zero step still moves AdamW's state, as it would unskipped
         sums["grad_norm"] = self.apply_gradients()
         return sums

@@ -120,3 +120,30 @@ def test_mini_batches_make_one_optimizer_step_each_on_shuffled_rows(tiny_model_d
     whole = Learner(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), LearnerConfig(),
                     LossConfig(), pad_id=0).update(rows, [1.0, -1.0, 0.5])
     assert whole["optimizer_steps"] == 1 and whole["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_zero_advantage_rows_are_skipped_without_changing_the_gradient(tiny_model_dir: Path):
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    _, rows = sampled_rows(tiny_model_dir, 1.0)
+
+    class Capturing(Learner):
+        def apply_gradients(self) -> float:
+            self.gradient = torch.cat([p.grad.flatten() for p in self.model.parameters()])
+            return 0.0
+
+    def run(loss: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        learner = Capturing(model, LearnerConfig(), loss, ref_model=copy.deepcopy(model), pad_id=0)
+        metrics = learner.update(rows, [1.0, 0.0, -0.5])
+        return learner.gradient, metrics
+
+    skipped, fast = run(LossConfig())
+    scored, slow = run(LossConfig(kl="kl", kl_coef=0.0))  # a KL term (worth 0) forces every row through
+    assert fast["rows_skipped"] == 1 and slow["rows_skipped"] == 0
+    assert torch.allclose(skipped, scored, atol=1e-7) and skipped.abs().sum() > 0
+    idle = Capturing(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LearnerConfig(), LossConfig(), pad_id=0)
+    assert idle.update(rows, [0.0, 0.0, 0.0])["rows_skipped"] == 3
+    assert idle.gradient.abs().sum() == 0  # no row was scored, yet the step happens (AdamW's state moves on)
