@@ -176,7 +176,7 @@ class Learner:
         inert = not self.sft and loss_cfg.kl is None and not needs_entropy
         live = [i for i in range(len(rows)) if not inert or advantages[i] != 0]
         live_total = float(len(live) if per_row else sum(rows[i].n_trained for i in live))
-        sums: dict[str, float] = {"rows_skipped": float(len(rows) - len(live))}
+        sums: dict[str, float] = {"rows_skipped": float(len(rows) - len(live)), "loss": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
         for group in pack_by_tokens([len(rows[i]) for i in live], c.micro_batch_tokens):
             chosen = [live[g] for g in group]
@@ -192,9 +192,9 @@ class Learner:
                 out = self.loss(logp, batch.old_logp, batch.advantages, batch.mask, ref_logp=ref,
                                 entropy=entropy if needs_entropy else None)
             (out.loss * size / max(total, 1.0)).backward()
-            share = size / max(live_total, 1.0)  # the metrics describe the rows that were scored
-            for k, v in out.metrics.items():
-                sums[k] = sums.get(k, 0.0) + v * share
+            share = size / max(live_total, 1.0)  # ratios and clipping describe the rows that were scored
+            for k, v in out.metrics.items():  # a loss is the mini-batch's, skipped rows contributing 0
+                sums[k] = sums.get(k, 0.0) + v * (size / max(total, 1.0) if k.endswith("loss") else share)
             if entropy is not None:
                 sums["entropy"] = sums.get("entropy", 0.0) + float(
                     (entropy.detach() * batch.mask).sum() / batch.mask.sum().clamp(min=1)) * share
