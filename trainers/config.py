@@ -26,6 +26,9 @@ COMMON = frozenset({
 
 @dataclass
 class TrainConfig:
+    """Every option of a run. Each algorithm starts from its preset (§9.8, the ``preset`` of its class)."""
+
+    #: grpo | gigpo | hgpo | dagger
     algo: str = "grpo"
     #: the environment id (or an env server URL) and its keyword arguments
     env: str = "agentenv/ALFWorld-v0"
@@ -40,23 +43,29 @@ class TrainConfig:
     #: 0: synchronous; k >= 1: collection of step k+1 overlaps the update of step k, and episodes sampled
     #: more than k weight versions behind the learner are dropped
     max_staleness: int = 0
+    #: the run directory: metrics.jsonl, checkpoints/, rollouts/, eval/, plots.png
     out: str = "runs/train"
+    #: training steps (one collection and one update each)
     steps: int = 10
     #: a wall-clock budget: no new step starts after this many minutes (None: run all ``steps``)
     max_minutes: float | None = None
     #: tasks per step; each gets ``group_size`` episodes (the group of GRPO-family advantages)
     tasks_per_step: int = 4
     group_size: int = 4
+    #: episodes run at once by the collector
     concurrency: int = 16
+    #: tokens per action, and the sampling temperature (the update re-scores at the same temperature)
     max_tokens: int = 32
     temperature: float = 1.0
     #: past turns kept in each prompt (None: all); HGPO's ``history`` may not exceed it
     window: int | None = None
+    #: AdamW's learning rate and weight decay, and the gradient-norm clip
     lr: float = 1e-5
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     #: micro-batches are packed to at most this many (padded) tokens
     micro_batch_tokens: int = 4096
+    #: passes over each step's rows
     epochs: int = 1
     #: rows per optimizer step: an update makes ceil(rows / minibatch_rows) steps per epoch over shuffled
     #: rows (None: one step per epoch on all rows, the on-policy default)
@@ -69,37 +78,57 @@ class TrainConfig:
     amp: bool = False
     #: 0: full fine-tuning; > 0: LoRA adapters of this rank (peft)
     lora_rank: int = 0
+    #: LoRA's scaling numerator (the adapters are scaled by lora_alpha / lora_rank)
     lora_alpha: int = 16
     # --- loss (RL algorithms) ---
+    #: the ratio's clip range [1 - clip_low, 1 + clip_high], and the dual-clip bound c for negative
+    #: advantages (None: off)
     clip_low: float = 0.2
     clip_high: float = 0.2
     dual_clip: float | None = 3.0
+    #: token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm (also DAgger's SFT)
     aggregation: str = "token-mean"
+    #: KL in the loss against the frozen start (the base model under LoRA): kl | mse | low_var_kl | abs,
+    #: weighted by kl_coef
     kl: str | None = None
     kl_coef: float = 0.0
     #: KL in the reward instead: β of r_tok ← r_tok − β·k1(old, ref), adaptive towards a target KL if set
     kl_reward_coef: float = 0.0
     kl_reward_target: float | None = None
     kl_reward_horizon: int = 10_000
+    #: weight of the entropy bonus
     entropy_coef: float = 0.0
     # --- advantages ---
+    #: GRPO's normalisation of the outcome within a group (see advantages.py)
     norm: str = "std_sample"
+    #: discount of step returns (GiGPO, HGPO)
     gamma: float = 0.95
+    #: GiGPO: weight of the step advantage added to the episode advantage
     omega: float = 1.0
+    #: GiGPO/HGPO normalisation: mean_norm | mean_std_norm
     mode: str = "mean_norm"
+    #: HGPO: K, the longest shared history (in observations) of a context group, and α of its (k+1)^α weight
     history: int = 2
     alpha: float = 1.0
+    #: HGPO: add GRPO's episode advantage as level 0
     base_group: bool = False
     # --- DAgger ---
+    #: the teacher: "expert" (the env's), or any policy spec (a model directory, a server URL...)
     teacher: str = "expert"
+    #: the probability that the teacher acts at a turn of step i: beta0 * beta_decay ** i
     beta0: float = 1.0
     beta_decay: float = 0.5
     # --- bookkeeping ---
+    #: a checkpoint every N steps (and always at the end); 0: only at the end
     checkpoint_every: int = 0
+    #: a greedy evaluation on eval_tasks held-out tasks before training, every N steps and at the end
     eval_every: int = 0
     eval_tasks: int = 16
+    #: seeds the tasks, the sampling, the teacher's coins and the mini-batch shuffle
     seed: int = 0
+    #: continue the run in ``out`` from its newest checkpoint
     resume: bool = False
+    #: auto | bar | log | off
     progress: str = "auto"
 
     def __post_init__(self) -> None:
