@@ -112,7 +112,8 @@ def test_fixed_seeds_give_identical_runs(tiny_model_dir: Path, tmp_path: Path):
 
 def test_async_collection_overlaps_the_update_within_the_staleness_bound(tiny_model_dir: Path, tmp_path: Path):
     run = tmp_path / "async"
-    trainer = Trainer(config(tiny_model_dir, run, algo="grpo", steps=3, eval_every=0, max_staleness=1))
+    trainer = Trainer(config(tiny_model_dir, run, algo="grpo", steps=3, eval_every=0, max_staleness=1,
+                             entropy_coef=0.01))  # an entropy bonus: the weights move without a success
     records = trainer.run()
     assert [r["policy_version"] for r in records] == [1, 2, 3] and trainer.policy.version == 3
     assert trainer.learner.model is not trainer.policy.model  # the collecting copy is not the trained module
@@ -123,6 +124,10 @@ def test_async_collection_overlaps_the_update_within_the_staleness_bound(tiny_mo
     # the copy serves exactly the learner's weights after the last push
     learner = dict(trainer.learner.model.state_dict())
     assert all(torch.equal(v, learner[k]) for k, v in trainer.policy.model.state_dict().items())
+    from transformers import AutoModelForCausalLM
+
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).state_dict()
+    assert any(not torch.equal(v, learner[k]) for k, v in start.items())  # three updates moved the weights
 
 
 def test_episodes_beyond_the_staleness_bound_are_dropped_and_counted(tiny_model_dir: Path, tmp_path: Path):
@@ -149,7 +154,8 @@ def test_lora_push_merges_the_adapters(tiny_model_dir: Path, tmp_path: Path):
     assert all(torch.allclose(v, after[k], atol=1e-6) for k, v in merged.state_dict().items())
 
 
-def test_training_against_a_policy_server(tiny_model_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_training_against_a_policy_server(tiny_model_dir: Path, tmp_path: Path, lora_rank: int):
     import httpx
 
     from agentenv.policies.embedded_server import create_embedded_app
@@ -158,7 +164,8 @@ def test_training_against_a_policy_server(tiny_model_dir: Path, tmp_path: Path):
     app = create_embedded_app(str(tiny_model_dir), served_name="tiny", batch_wait_ms=5)
     with ServerThread(app) as server:
         trainer = Trainer(config(tiny_model_dir, tmp_path / "server", algo="grpo", steps=2, eval_every=1,
-                                 policy=server.url + "/v1", max_staleness=1))
+                                 policy=server.url + "/v1", max_staleness=1, lora_rank=lora_rank,
+                                 entropy_coef=0.01))  # an entropy bonus: the weights move without a success
         records = trainer.run()
         assert [r["policy_version"] for r in records] == [0, 1, 2]
         assert httpx.get(server.url + "/weight_info").json()["weight_version"] in (2, "2")
@@ -174,6 +181,13 @@ def test_training_against_a_policy_server(tiny_model_dir: Path, tmp_path: Path):
             logp = torch.log_softmax(trainer.learner.model(ids).logits[0].float(), dim=-1)
         expected = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(choice["token_ids"])]
         assert choice["logprobs"]["token_logprobs"] == pytest.approx(expected, abs=2e-4)
+        from transformers import AutoModelForCausalLM
+
+        start = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        with torch.no_grad():
+            logp = torch.log_softmax(start(ids).logits[0].float(), dim=-1)
+        untrained = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(choice["token_ids"])]
+        assert max(abs(a - b) for a, b in zip(untrained, expected, strict=True)) > 1e-3  # the weights did move
     assert len(list((tmp_path / "server" / "weights").iterdir())) == 1  # earlier pushes are cleaned up
 
 
