@@ -46,6 +46,8 @@ def run(algo: str, minutes: float, eval_tasks: int, out: Path) -> dict[str, obje
         overrides += ["tasks_per_step=4", "group_size=1", "lr=3e-4"]
     else:
         overrides += ["tasks_per_step=2", "group_size=4", "lr=1e-4"]
+    if algo == "hgpo":
+        overrides.append("history=1")  # its context groups cannot look further back than the prompt's window
     config, _ = load_config(algo, overrides=overrides)
     started = time.perf_counter()
     with Trainer(config) as trainer:
