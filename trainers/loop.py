@@ -198,11 +198,11 @@ class Trainer:
     def learn(self, step: int, episodes: list[Trajectory]) -> dict[str, Any]:
         """Advantages and one update from a step's episodes, then the push of the new weights."""
         ok = [t for t in episodes if t.status == "ok"]
+        seen = episode_metrics(episodes)
         record: dict[str, Any] = {
             "step": step + 1, "episodes": len(episodes), "failed": len(episodes) - len(ok),
-            "success_rate": sum(t.success for t in ok) / max(len(episodes), 1),
-            "reward_mean": sum(t.reward for t in ok) / max(len(ok), 1),
-            "turns_mean": sum(len(t.turns) for t in ok) / max(len(ok), 1),
+            "success_rate": seen["success"], "reward_mean": seen["reward"], "turns_mean": seen["turns"],
+            "valid_actions": seen["valid_actions"],
         }
         lags = [self.version - turn.policy_version for t in ok for turn in t.turns if turn.actor == "student"]
         if lags:
