@@ -39,7 +39,7 @@ from .evaluation import episode_metrics
 from .kl_reward import KLReward
 from .learner import Learner, LearnerConfig
 from .runlog import RunLog
-from .sync import CopiedModule, ServerPush, SharedModule, WeightSync
+from .sync import CopiedModule, ServerPush, SharedModule, WeightSync, save_merged
 
 log = logging.getLogger("agentenv.train")
 
@@ -175,6 +175,8 @@ class Trainer:
                 history.append(record)
             self._runlog = None
         self.save_checkpoint()
+        if self.config.lora_rank:  # the trained model as a plain model directory: model=RUN/model starts a new run
+            save_merged(self.learner.model, self.tokenizer, self.out / "model")
         from .plots import plot_run
 
         plot_run(self.out)

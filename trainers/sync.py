@@ -43,6 +43,14 @@ def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
         model.unmerge_adapter()
 
 
+def save_merged(model: Any, tokenizer: Any, where: Path) -> Path:
+    """Write the model (LoRA merged in) and its tokenizer as a plain Hugging Face model directory."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.save_pretrained(where, state_dict=merged_state_dict(model))
+    tokenizer.save_pretrained(where)
+    return where
+
+
 class WeightSync(abc.ABC):
     """Moves the learner's weights to the collecting policy."""
 
@@ -84,10 +92,7 @@ class ServerPush(WeightSync):
         self.previous: Path | None = None
 
     def push(self, model: Any, version: int) -> None:
-        where = self.root / f"v{version:05d}"
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        base.save_pretrained(where, state_dict=merged_state_dict(model))
-        self.tokenizer.save_pretrained(where)
+        where = save_merged(model, self.tokenizer, self.root / f"v{version:05d}")
         asyncio.run(self.policy.update_weights(str(where.resolve()), version))
         if self.previous is not None and self.previous != where:
             shutil.rmtree(self.previous, ignore_errors=True)

@@ -152,6 +152,10 @@ def test_lora_push_merges_the_adapters(tiny_model_dir: Path, tmp_path: Path):
     assert changed and all("proj" in k for k in changed)  # LoRA targets the linear layers only
     merged = trainer.learner.model.merge_and_unload()
     assert all(torch.allclose(v, after[k], atol=1e-6) for k, v in merged.state_dict().items())
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "lora" / "model").state_dict()  # model=RUN/model
+    assert all(torch.allclose(v, saved[k], atol=1e-6) for k, v in merged.state_dict().items())
 
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
