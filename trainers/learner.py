@@ -180,7 +180,7 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         for group in pack_by_tokens([len(rows[i]) for i in live], c.micro_batch_tokens):
             chosen = [live[g] for g in group]
-            batch = collate([rows[i] for i in chosen], [advantages[i] for i in chosen], self.pad_id, self.device)
+            batch = self.collate([rows[i] for i in chosen], [advantages[i] for i in chosen])
             with self.autocast():
                 logp, entropy = token_logprobs(self.model, batch, c.temperature, with_entropy=True,
                                                entropy_grad=needs_entropy)

@@ -192,11 +192,6 @@ class Trainer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def train_step(self, step: int) -> dict[str, Any]:
-        """One synchronous step: collect, then learn."""
-        episodes, seconds = self._timed_collect(step)
-        return {**self.learn(step, episodes), "collect_seconds": seconds}
-
     def learn(self, step: int, episodes: list[Trajectory]) -> dict[str, Any]:
         """Advantages and one update from a step's episodes, then the push of the new weights."""
         ok = [t for t in episodes if t.status == "ok"]
