@@ -1,0 +1,58 @@
+"""Isolated execution of untrusted, model-written code.
+
+`make_sandbox("bwrap" | "docker" | "subprocess")` returns a `Sandbox`: run commands, read and write
+files, keep a persistent interpreter, close. `SandboxPool` keeps sandboxes warm for episodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentenv.sandboxes.base import (
+    ExecResult,
+    ProcessReply,
+    Sandbox,
+    SandboxDied,
+    SandboxError,
+    SandboxLimits,
+    SandboxRequestError,
+    SandboxUnavailable,
+)
+from agentenv.sandboxes.pool import SandboxPool
+
+BACKENDS = ("bwrap", "docker", "subprocess")
+
+__all__ = [
+    "BACKENDS",
+    "ExecResult",
+    "ProcessReply",
+    "Sandbox",
+    "SandboxDied",
+    "SandboxError",
+    "SandboxLimits",
+    "SandboxPool",
+    "SandboxRequestError",
+    "SandboxUnavailable",
+    "make_sandbox",
+]
+
+
+def make_sandbox(backend: str = "bwrap", limits: SandboxLimits | None = None, **options: Any) -> Sandbox:
+    """A new sandbox on `backend`. Backend options: bwrap `ro_binds`; docker `image`, `binds`, `base_url`.
+
+    There is no silent fallback: a backend that cannot isolate on this machine raises
+    `SandboxUnavailable`, and `subprocess` (no isolation) is only used when named.
+    """
+    if backend == "bwrap":
+        from agentenv.sandboxes.bwrap import BwrapSandbox
+
+        return BwrapSandbox(limits, **options)
+    if backend == "docker":
+        from agentenv.sandboxes.docker_engine import DockerSandbox
+
+        return DockerSandbox(limits, **options)
+    if backend == "subprocess":
+        from agentenv.sandboxes.unsafe import SubprocessSandbox
+
+        return SubprocessSandbox(limits, **options)
+    raise ValueError(f"unknown sandbox backend {backend!r}; choose one of {', '.join(BACKENDS)}")

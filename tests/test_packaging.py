@@ -28,6 +28,8 @@ def _package_folders() -> dict[str, Path]:
     for folder, package in PACKAGE_ROOTS.items():
         for init in sorted((ROOT / folder).rglob("__init__.py")):
             parts = init.parent.relative_to(ROOT / folder).parts
+            if "repos" in parts and "tasks" in parts:
+                continue  # the SWE task repositories are task data, not agentenv packages
             found[".".join((package, *parts))] = init.parent
     return found
 

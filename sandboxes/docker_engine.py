@@ -1,0 +1,258 @@
+"""The `docker` backend: a container per sandbox through the Docker Engine API (the `docker` package).
+
+It works with Docker and with podman's Docker-compatible service (what the tests use: no registry is
+reachable here, so the image is built locally by `scripts/build-sandbox-image.sh`). The container runs
+the same supervisor as the other backends as its PID 1, on its attached stdin/stdout, so every feature
+and every limit behaves the same; the engine adds cgroup limits for the whole container (memory with no
+swap, processes, CPU) on top of the supervisor's per-command rlimits.
+
+Defaults follow reliability §6: no network, read-only root, size-capped tmpfs workspace and /tmp, all
+capabilities dropped, no-new-privileges, an unprivileged user, labels for the reaper, and never the
+engine's socket inside. The image holds almost nothing: the host's /usr and Python are bound read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agentenv.sandboxes.base import SandboxLimits, SandboxUnavailable
+from agentenv.sandboxes.supervised import SUPERVISOR_SOURCE, SupervisedSandbox, Transport
+
+DEFAULT_IMAGE = "agentenv-sandbox:latest"
+WORKSPACE = "/workspace"
+SUPERVISOR_PATH = "/opt/agentenv/supervisor.py"
+LABEL = "agentenv.sandbox"
+HOST_BINDS_LABEL = "agentenv.host_binds"
+
+
+def engine_url() -> str | None:
+    return os.environ.get("AGENTENV_DOCKER_HOST") or os.environ.get("DOCKER_HOST")
+
+
+def connect(base_url: str | None = None) -> Any:
+    """A `docker.DockerClient` for `base_url`, `$AGENTENV_DOCKER_HOST`, `$DOCKER_HOST` or the default
+    socket; `SandboxUnavailable` when no engine answers."""
+    try:
+        import docker
+    except ImportError as exc:
+        raise SandboxUnavailable("the docker backend needs the `docker` package: pip install docker") from exc
+    url = base_url or engine_url()
+    try:
+        client = docker.DockerClient(base_url=url, timeout=60) if url else docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:
+        raise SandboxUnavailable(
+            f"no Docker engine answers at {url or 'the default socket'} ({exc}); "
+            "start one (on Linux without Docker: bash scripts/setup-podman.sh) and set AGENTENV_DOCKER_HOST"
+        ) from exc
+    return client
+
+
+class MuxTransport(Transport):
+    """Lines over a hijacked attach socket. The engine frames what it sends (8-byte header: stream id,
+    three zero bytes, big-endian length); what we send is raw."""
+
+    def __init__(self, sock: socket.socket, holder: Any) -> None:
+        self.sock, self.holder = sock, holder
+        self.raw = bytearray()
+        self.out = bytearray()
+        self.err = bytearray()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.settimeout(30)
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise EOFError(str(exc)) from exc
+
+    def _decode(self) -> None:
+        while len(self.raw) >= 8:
+            kind, size = self.raw[0], struct.unpack(">I", self.raw[4:8])[0]
+            if len(self.raw) < 8 + size:
+                return
+            payload = bytes(self.raw[8 : 8 + size])
+            del self.raw[: 8 + size]
+            if kind == 2:
+                self.err = (self.err + payload)[-8192:]
+            else:
+                self.out += payload
+
+    def recv_line(self, deadline: float) -> bytes | None:
+        while True:
+            index = self.out.find(b"\n")
+            if index >= 0:
+                line = bytes(self.out[:index])
+                del self.out[: index + 1]
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the sandbox did not answer in time")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.raw += chunk
+            self._decode()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        for closable in (self.sock, self.holder):
+            with contextlib.suppress(Exception):
+                closable.close()
+
+
+def python_binds() -> list[str]:
+    roots = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    return sorted(r for r in roots if not (r == "/usr" or r.startswith("/usr/")))
+
+
+class DockerSandbox(SupervisedSandbox):
+    backend = "docker"
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        image: str = DEFAULT_IMAGE,
+        base_url: str | None = None,
+        ro_binds: Sequence[str | tuple[str, str]] = (),
+        user: str = "1000:1000",
+        cpus: float | None = 1.0,
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__(limits, env)
+        self.client = connect(base_url)
+        self.image_name, self.user, self.cpus = image, user, cpus
+        self.run_id = run_id or os.environ.get("AGENTENV_RUN_ID", "default")
+        self.ro_binds = [(b, b) if isinstance(b, str) else b for b in ro_binds]
+        self.container: Any = None
+        self.enforcement = {"processes": "pids cgroup", "memory": "memory cgroup (no swap) + RLIMIT_AS",
+                            "cpu_time": "RLIMIT_CPU per command", "disk": "tmpfs size",
+                            "wall_time": "supervisor deadline + host deadline", "network": "network_mode=none",
+                            "syscalls": "the engine's default seccomp profile"}
+        try:
+            self._start()
+        except BaseException:
+            self._kill()
+            raise
+
+    def volumes(self, image: Any) -> dict[str, dict[str, str]]:
+        host_binds = (image.labels or {}).get(HOST_BINDS_LABEL, "/usr").split()
+        binds = {path: path for path in [*host_binds, *python_binds()] if os.path.exists(path)}
+        binds.update({os.path.abspath(source): target for source, target in self.ro_binds})
+        volumes = {source: {"bind": target, "mode": "ro"} for source, target in binds.items()}
+        volumes[str(SUPERVISOR_SOURCE)] = {"bind": SUPERVISOR_PATH, "mode": "ro"}
+        return volumes
+
+    def _launch(self) -> Transport:
+        import docker
+
+        try:
+            image = self.client.images.get(self.image_name)
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxUnavailable(
+                f"the sandbox image {self.image_name} is missing: bash scripts/build-sandbox-image.sh"
+            ) from exc
+        limits = self.limits
+        python = os.path.realpath(sys.executable) if sys.prefix == sys.base_prefix else sys.executable
+        self.container = self.client.containers.create(
+            image.id,
+            [python, "-I", "-S", SUPERVISOR_PATH, "--workspace", WORKSPACE],
+            name=f"agentenv-{uuid.uuid4().hex[:12]}",
+            stdin_open=True,
+            network_mode="bridge" if limits.network else "none",
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,
+            pids_limit=limits.processes,
+            nano_cpus=int(self.cpus * 1e9) if self.cpus else None,
+            read_only=True,
+            tmpfs={WORKSPACE: f"size={limits.disk_bytes}", "/tmp": f"size={limits.tmp_bytes},mode=1777",
+                   "/dev/shm": f"size={limits.tmp_bytes},mode=1777"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            user=self.user,
+            working_dir=WORKSPACE,
+            environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+            labels={LABEL: "1", "agentenv.run": self.run_id, "agentenv.owner_pid": str(os.getpid())},
+            volumes=self.volumes(image),
+            log_config=docker.types.LogConfig(type="none"),
+            init=False,
+        )
+        holder = self.container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        sock = getattr(holder, "_sock", holder)
+        transport = MuxTransport(sock, holder)
+        self.container.start()
+        return transport
+
+    def _death_note(self, what: str) -> str:
+        state = ""
+        with contextlib.suppress(Exception):
+            self.container.reload()
+            info = self.container.attrs.get("State", {})
+            state = f"container {info.get('Status')}, exit {info.get('ExitCode')}"
+            if info.get("OOMKilled"):
+                state += ", killed: memory limit"
+        return f"{what} ({state})" if state else what
+
+    def _kill(self) -> None:
+        if self.container is not None:
+            remove_container(self.client, self.container.id)
+        if self.transport is not None:
+            self.transport.close()
+
+
+def remove_container(client: Any, container_id: str, tries: int = 10) -> None:
+    """Force-remove, retrying the engine's transient errors (a container that is stopping just then)."""
+    import docker
+
+    for attempt in range(tries):
+        try:
+            client.api.remove_container(container_id, force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+def reap_stale(base_url: str | None = None, run_id: str | None = None) -> int:
+    """Remove sandbox containers whose owning process is gone (after a crash), or all of a run's.
+    Returns how many were removed (reliability F11: the orphan reaper)."""
+    client = connect(base_url)
+    filters = {"label": [LABEL]}
+    if run_id:
+        filters["label"].append(f"agentenv.run={run_id}")
+    removed = 0
+    for container in client.containers.list(all=True, filters=filters):
+        owner = int((container.labels or {}).get("agentenv.owner_pid", "0") or 0)
+        if run_id or not owner or not pid_alive(owner):
+            remove_container(client, container.id)
+            removed += 1
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
