@@ -23,3 +23,16 @@ def register_envs() -> None:
         family="alfworld",
         description="ALFWorld's text households (six task types) on a native engine; real data via ALFWORLD_DATA.",
     )
+    register(
+        "agentenv/CodeInterpreter-v0",
+        "agentenv.envs.code.env:CodeInterpreterEnv",
+        family="code",
+        description="Reasoning-gym tasks solved with a sandboxed, stateful Python tool and an answer tool.",
+    )
+    register(
+        "agentenv/CodeMath-v0",
+        "agentenv.envs.code.env:CodeInterpreterEnv",
+        family="code",
+        description="Math word problems (gsm_symbolic) with a sandboxed Python tool, checked by math-verify.",
+        kwargs={"families": ("gsm_symbolic",)},
+    )
