@@ -36,3 +36,10 @@ def register_envs() -> None:
         description="Math word problems (gsm_symbolic) with a sandboxed Python tool, checked by math-verify.",
         kwargs={"families": ("gsm_symbolic",)},
     )
+    register(
+        "agentenv/SWE-v0",
+        "agentenv.envs.swe.env:SweEnv",
+        family="swe",
+        description="Fix real bugs in small Python repos (27 bundled tasks) with bash, an editor and tests; "
+        "judged as SWE-bench judges.",
+    )

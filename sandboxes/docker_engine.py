@@ -134,12 +134,21 @@ class DockerSandbox(SupervisedSandbox):
         user: str = "1000:1000",
         cpus: float | None = 1.0,
         run_id: str | None = None,
+        workspace: str | None = None,
+        python: str | None = None,
+        host_binds: bool = True,
     ) -> None:
+        """`image` defaults to agentenv's own (the host's /usr and Python bound read-only). For a foreign
+        image that holds its own project (a SWE-bench image with the repository at /testbed), pass
+        `workspace` (a writable directory of the image, used instead of the tmpfs workspace; the root is
+        then writable too), `python` (the image's interpreter for the supervisor, e.g. "python3") and
+        `host_binds=False`."""
         super().__init__(limits, env)
         self.client = connect(base_url)
         self.image_name, self.user, self.cpus = image, user, cpus
         self.run_id = run_id or os.environ.get("AGENTENV_RUN_ID", "default")
         self.ro_binds = [(b, b) if isinstance(b, str) else b for b in ro_binds]
+        self.workspace_dir, self.python, self.host_binds = workspace, python, host_binds
         self.container: Any = None
         self.enforcement = {"processes": "pids cgroup", "memory": "memory cgroup (no swap) + RLIMIT_AS",
                             "cpu_time": "RLIMIT_CPU per command", "disk": "tmpfs size",
@@ -152,8 +161,9 @@ class DockerSandbox(SupervisedSandbox):
             raise
 
     def volumes(self, image: Any) -> dict[str, dict[str, str]]:
-        host_binds = (image.labels or {}).get(HOST_BINDS_LABEL, "/usr").split()
-        binds = {path: path for path in [*host_binds, *python_binds()] if os.path.exists(path)}
+        host_binds = (image.labels or {}).get(HOST_BINDS_LABEL, "/usr").split() if self.host_binds else []
+        pythons = python_binds() if self.host_binds else []
+        binds = {path: path for path in [*host_binds, *pythons] if os.path.exists(path)}
         binds.update({os.path.abspath(source): target for source, target in self.ro_binds})
         volumes = {source: {"bind": target, "mode": "ro"} for source, target in binds.items()}
         volumes[str(SUPERVISOR_SOURCE)] = {"bind": SUPERVISOR_PATH, "mode": "ro"}
@@ -169,10 +179,15 @@ class DockerSandbox(SupervisedSandbox):
                 f"the sandbox image {self.image_name} is missing: bash scripts/build-sandbox-image.sh"
             ) from exc
         limits = self.limits
-        python = os.path.realpath(sys.executable) if sys.prefix == sys.base_prefix else sys.executable
+        python = self.python or (os.path.realpath(sys.executable) if sys.prefix == sys.base_prefix
+                                 else sys.executable)
+        workspace = self.workspace_dir or WORKSPACE
+        tmpfs = {"/tmp": f"size={limits.tmp_bytes},mode=1777", "/dev/shm": f"size={limits.tmp_bytes},mode=1777"}
+        if self.workspace_dir is None:
+            tmpfs[WORKSPACE] = f"size={limits.disk_bytes}"
         self.container = self.client.containers.create(
             image.id,
-            [python, "-I", "-S", SUPERVISOR_PATH, "--workspace", WORKSPACE],
+            [python, "-I", "-S", SUPERVISOR_PATH, "--workspace", workspace],
             name=f"agentenv-{uuid.uuid4().hex[:12]}",
             stdin_open=True,
             network_mode="bridge" if limits.network else "none",
@@ -180,13 +195,12 @@ class DockerSandbox(SupervisedSandbox):
             memswap_limit=limits.memory_bytes,
             pids_limit=limits.processes,
             nano_cpus=int(self.cpus * 1e9) if self.cpus else None,
-            read_only=True,
-            tmpfs={WORKSPACE: f"size={limits.disk_bytes}", "/tmp": f"size={limits.tmp_bytes},mode=1777",
-                   "/dev/shm": f"size={limits.tmp_bytes},mode=1777"},
+            read_only=self.workspace_dir is None,
+            tmpfs=tmpfs,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             user=self.user,
-            working_dir=WORKSPACE,
+            working_dir=workspace,
             environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
             labels={LABEL: "1", "agentenv.run": self.run_id, "agentenv.owner_pid": str(os.getpid())},
             volumes=self.volumes(image),
