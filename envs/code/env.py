@@ -13,6 +13,7 @@ that dies is an infrastructure fault (`SandboxDied` propagates: never trained on
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ class CodeInterpreterEnv(Env):
         return make_sandbox(self.backend, self.limits, ro_binds=[(str(KERNEL_SOURCE), KERNEL_PATH)])
 
     def _start_session(self, sandbox: Sandbox) -> None:
-        sandbox.start_process(SESSION, ["python3", "-I", KERNEL_PATH])
+        # The host's interpreter (bound read-only in the sandbox): the agent gets its packages (numpy, sympy).
+        sandbox.start_process(SESSION, [sys.executable, "-I", KERNEL_PATH])
         hello = sandbox.request(SESSION, "", timeout=30)  # the kernel greets first; a blank line asks nothing
         if hello.status != "ok" or not hello.data or not json.loads(hello.data).get("ready"):
             raise RuntimeError(f"the Python session did not start: {hello}")
