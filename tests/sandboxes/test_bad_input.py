@@ -176,3 +176,18 @@ def test_b18_path_abuse_is_rejected_or_contained(any_sandbox, path):
     listing = any_sandbox.exec(["find", any_sandbox.workspace, "-type", "f", "-printf", "x"]).stdout
     assert listing == "x"  # it landed inside the workspace
     assert any_sandbox.read_file(path) == b"data"
+
+
+def test_the_pool_stays_healthy_after_abuse(limits):
+    from agentenv.sandboxes import SandboxPool, make_sandbox
+
+    with SandboxPool(lambda: make_sandbox("bwrap", limits), size=2) as pool:
+        for payload in (["bash", "-c", ":(){ :|:& };:"], ["python3", "-c", "b = bytearray(64 << 30)"], ["yes"]):
+            box = pool.acquire()
+            box.exec(payload, timeout=2)
+            pool.release(box)
+        assert pool.wait_ready(30)
+        box = pool.acquire()
+        assert_healthy(box)
+        pool.release(box)
+        assert pool.stats.failed_starts == 0 and pool.stats.discarded_dead == 0

@@ -291,3 +291,25 @@ def test_workspace_is_private_and_size_capped(isolating_sandbox):
     assert int(df_line.split()[1]) <= 64 * 1024 + 1024
     assert stat.S_IMODE(int(mode_owner.split()[0], 8)) & 0o002 == 0 or mode_owner.startswith("1777")
     assert time.monotonic() > 0
+
+
+def test_i01_docker_fails_closed_without_an_engine_or_its_image(tmp_path, limits):
+    with pytest.raises(SandboxUnavailable, match="no Docker engine"):
+        make_sandbox("docker", limits, base_url=f"unix://{tmp_path}/no-engine.sock")
+    if not os.environ.get("AGENTENV_DOCKER_HOST"):
+        pytest.skip("no engine to ask for a missing image")
+    with pytest.raises(SandboxUnavailable, match=r"image .* is missing"):
+        make_sandbox("docker", limits, image="agentenv-no-such-image:0")
+
+
+def test_i12_docker_a_new_sandbox_sees_nothing_of_the_last(limits):
+    first = backend_or_skip("docker", limits)
+    first.write_file("left.txt", CANARY)
+    first.exec(f"echo {CANARY} > /tmp/t; (sleep 1000 &)", keep_background=True)
+    first.close()
+    second = backend_or_skip("docker", limits)
+    try:
+        assert CANARY not in everything(second.exec("ls -A /workspace /tmp; cat /tmp/t 2>&1; ps -ef 2>/dev/null"))
+        assert second.list_dir() == [] and second.ping()["processes"] == 0
+    finally:
+        second.close()
