@@ -137,8 +137,10 @@ class BwrapSandbox(SupervisedSandbox):
         for path in SYSTEM_DIRS:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
+        # The private /tmp first: a bind below it (a venv under /tmp) must land on top, not be hidden.
+        args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
         binds = self.bind_sources()
-        made: set[str] = set()
+        made: set[str] = {"/tmp"}
         for target in sorted(binds):  # parents bwrap would create 0700, unusable by the sandbox uid
             for parent in list(reversed(Path(target).parents))[1:]:
                 if str(parent) not in made and not any(str(parent).startswith(b) for b in binds):
@@ -149,7 +151,6 @@ class BwrapSandbox(SupervisedSandbox):
         args += ["--seccomp", str(seccomp_fd), "--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
                  "--size", str(limits.disk_bytes), "--tmpfs", WORKSPACE,
-                 "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
                  "--chdir", WORKSPACE,
                  sys.executable, "-I", "-S", SUPERVISOR_PATH, "--workspace", WORKSPACE]
         if self.slot is not None:
