@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentenv.trajectory import Trajectory, Turn
@@ -80,14 +81,14 @@ def play(
         if not shown[0]:
             shown[0] = True
             _print_messages(turn.observation)
-        console.print(f"[bold cyan]> {turn.action}[/]")
+        console.print(f"[bold cyan]> {escape(turn.action)}[/]")
         _print_messages(turn.feedback)
 
     collector = Collector(cfg, _policy(policy), on_turn=show_turn)
     summary = collector.run()
     traj = collector.trajectories[0]
     if traj.status == "failed":
-        err.print(f"[red]episode failed ({traj.failure_cause}): {traj.error}")
+        err.print(f"[red]episode failed ({traj.failure_cause}): {escape(str(traj.error))}")
     console.print(f"[bold]reward {traj.reward:g} after {len(traj.turns)} turns "
                   f"({'solved' if traj.success else 'truncated' if traj.truncated else 'ended'})")
     del summary
@@ -268,7 +269,8 @@ def alfworld_generate(
 
 def _print_messages(messages: list[dict[str, Any]]) -> None:
     for m in messages:
-        console.print(f"[dim]{m['role']}:[/] {m['content']}", markup=True, highlight=False)
+        # Env and model text is data, not rich markup: "[stdout]" must print as written.
+        console.print(f"[dim]{m['role']}:[/] {escape(str(m['content']))}", markup=True, highlight=False)
 
 
 def _print_transcript(traj: Trajectory) -> None:
@@ -279,7 +281,7 @@ def _print_transcript(traj: Trajectory) -> None:
         _print_messages(turn.observation)
         full_prompt = turn.prompt_offset + len(turn.prompt_ids)
         trained = sum(turn.completion_mask)
-        console.print(f"[bold cyan]> {turn.action}[/]", highlight=False)
+        console.print(f"[bold cyan]> {escape(turn.action)}[/]", highlight=False)
         if turn.completion_ids or full_prompt:
             console.print(
                 f"[dim]tokens: prompt {full_prompt} ({turn.prompt_offset} reused from the previous turn, "
@@ -289,9 +291,9 @@ def _print_transcript(traj: Trajectory) -> None:
         else:
             console.print(f"[dim]tokens: none recorded (policy {traj.policy_id} gives no token ids)[/]")
         if not turn.action_valid:
-            console.print(f"[yellow]invalid action: {turn.info.get('parse_error', '')}[/]")
+            console.print(f"[yellow]invalid action: {escape(str(turn.info.get('parse_error', '')))}[/]")
     if traj.error:
-        console.print(f"[red]{traj.error}[/]")
+        console.print(f"[red]{escape(str(traj.error))}[/]")
 
 
 @app.command("serve-env")

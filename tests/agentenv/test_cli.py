@@ -34,6 +34,11 @@ def test_play_with_the_expert_solves_the_maze(capsys):
     assert "> Action: go" in out and "reward 1 after" in out and "solved" in out
 
 
+def test_play_prints_env_text_verbatim_not_as_markup(capsys):
+    code, out, _ = run_cli(capsys, "play", "agentenv/CodeInterpreter-v0", "--policy", "expert")
+    assert code == 0 and "[stdout]" in out and "reward 1 after 2 turns" in out
+
+
 def test_collect_show_and_resume(capsys, tmp_path: Path):
     store = str(tmp_path / "store")
     argv = ("collect", "agentenv/GuessNumber-v0", "--policy", "random", "-n", "3", "-g", "2", "-k", "4",
