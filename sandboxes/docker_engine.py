@@ -14,6 +14,7 @@ engine's socket inside. The image holds almost nothing: the host's /usr and Pyth
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import struct
@@ -25,6 +26,8 @@ from typing import Any
 
 from agentenv.sandboxes.base import SandboxLimits, SandboxUnavailable
 from agentenv.sandboxes.supervised import SUPERVISOR_SOURCE, SupervisedSandbox, Transport
+
+log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "agentenv-sandbox:latest"
 WORKSPACE = "/workspace"
@@ -145,6 +148,7 @@ class DockerSandbox(SupervisedSandbox):
         `host_binds=False`."""
         super().__init__(limits, env)
         self.client = connect(base_url)
+        reap_once(self.client)
         self.image_name, self.user, self.cpus = image, user, cpus
         self.run_id = run_id or os.environ.get("AGENTENV_RUN_ID", "default")
         self.ro_binds = [(b, b) if isinstance(b, str) else b for b in ro_binds]
@@ -202,7 +206,8 @@ class DockerSandbox(SupervisedSandbox):
             user=self.user,
             working_dir=workspace,
             environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
-            labels={LABEL: "1", "agentenv.run": self.run_id, "agentenv.owner_pid": str(os.getpid())},
+            labels={LABEL: "1", "agentenv.run": self.run_id, "agentenv.owner_pid": str(os.getpid()),
+                    "agentenv.host": socket.gethostname()},
             volumes=self.volumes(image),
             log_config=docker.types.LogConfig(type="none"),
             init=False,
@@ -246,20 +251,35 @@ def remove_container(client: Any, container_id: str, tries: int = 10) -> None:
             time.sleep(0.1 * (attempt + 1))
 
 
-def reap_stale(base_url: str | None = None, run_id: str | None = None) -> int:
-    """Remove sandbox containers whose owning process is gone (after a crash), or all of a run's.
-    Returns how many were removed (reliability F11: the orphan reaper)."""
-    client = connect(base_url)
+def reap_stale(client: Any, run_id: str | None = None) -> int:
+    """Remove sandbox containers left by a process of this host that is gone (after a crash), or all of
+    one run's. Returns how many were removed (reliability F11 and §6: the orphan reaper)."""
     filters = {"label": [LABEL]}
     if run_id:
         filters["label"].append(f"agentenv.run={run_id}")
     removed = 0
+    host = socket.gethostname()
     for container in client.containers.list(all=True, filters=filters):
-        owner = int((container.labels or {}).get("agentenv.owner_pid", "0") or 0)
-        if run_id or not owner or not pid_alive(owner):
+        labels = container.labels or {}
+        owner = int(labels.get("agentenv.owner_pid", "0") or 0)
+        orphan = labels.get("agentenv.host") == host and (not owner or not pid_alive(owner))
+        if run_id or orphan:
             remove_container(client, container.id)
             removed += 1
     return removed
+
+
+_reaped: set[str] = set()
+
+
+def reap_once(client: Any) -> None:
+    """Reap orphans the first time this process talks to an engine."""
+    key = str(getattr(client.api, "base_url", ""))
+    if key not in _reaped:
+        _reaped.add(key)
+        removed = reap_stale(client)
+        if removed:
+            log.warning("removed %d sandbox container(s) left behind by dead processes", removed)
 
 
 def pid_alive(pid: int) -> bool:

@@ -313,3 +313,27 @@ def test_i12_docker_a_new_sandbox_sees_nothing_of_the_last(limits):
         assert second.list_dir() == [] and second.ping()["processes"] == 0
     finally:
         second.close()
+
+
+def test_orphaned_containers_of_dead_processes_are_reaped(limits):
+    """F11's reaper: a container whose owner died (a crashed collector) is removed; live ones stay."""
+    import socket as socket_module
+
+    from agentenv.sandboxes.docker_engine import LABEL, connect, reap_stale
+
+    if not os.environ.get("AGENTENV_DOCKER_HOST"):
+        pytest.skip("no Docker engine")
+    client = connect()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    image = client.images.get("agentenv-sandbox:latest")
+    labels = {LABEL: "1", "agentenv.owner_pid": str(dead.pid), "agentenv.host": socket_module.gethostname()}
+    orphan = client.containers.create(image.id, ["/usr/bin/true"], labels=labels)
+    live = backend_or_skip("docker", limits)
+    try:
+        assert reap_stale(client) >= 1
+        ids = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+        assert orphan.id not in ids and live.container.id in ids
+        assert live.exec("echo alive").stdout == "alive\n"
+    finally:
+        live.close()
