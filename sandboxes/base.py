@@ -169,6 +169,7 @@ class ProcessReply:
     duration_s: float = 0.0
     exit_code: int | None = None
     signal: int | None = None
+    limit: Limit | None = None
 
     @property
     def alive(self) -> bool:

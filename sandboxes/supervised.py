@@ -303,7 +303,7 @@ class SupervisedSandbox(Sandbox):
                             "timeout": timeout, "interrupt_grace": interrupt_grace}, timeout + interrupt_grace + 3)
         text = base64.b64decode(reply["data"]).decode("utf-8", "replace") if reply.get("data") else None
         return ProcessReply(reply["status"], text, reply.get("note", ""), float(reply.get("duration", 0.0)),
-                            reply.get("exit_code"), reply.get("signal"))
+                            reply.get("exit_code"), reply.get("signal"), reply.get("limit"))
 
     def stop_process(self, name: str) -> None:
         self._call({"op": "stop", "name": name}, 10.0)

@@ -66,6 +66,21 @@ class HeadTail:
         return any(m in self.head or m in self.tail for m in markers)
 
 
+def oom_kills() -> int:
+    """The kernel's count of OOM kills in our memory cgroup (Docker/podman mount it read-only; under bwrap
+    there is none and this is 0): how a cgroup memory kill, which is a plain SIGKILL, gets its name."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -306,6 +321,7 @@ class Supervisor:
         timeout = float(request.get("timeout", 30))
         cap = int(request.get("max_output", 1 << 20))
         stdin_data = unb64(request.get("stdin"))
+        ooms = oom_kills()
         start = time.monotonic()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -394,6 +410,8 @@ class Supervisor:
                     os.close(fd)
         out, err = streams[out_r], streams[err_r]
         exit_code, sig = decode_status(status)
+        if oom_kills() > ooms:
+            limit = "memory"
         if limit is None:
             limit = self.classify(exit_code, sig, err, request)
         return {
@@ -510,6 +528,7 @@ class Process:
         self.buffer = b""
         self.eof = False
         self.status: int | None = None
+        self.ooms_at_request: int | None = None
 
     def alive(self) -> bool:
         if self.status is not None:
@@ -521,6 +540,7 @@ class Process:
         return True
 
     def request(self, data: bytes, timeout: float, grace: float) -> dict:
+        self.ooms_at_request = oom_kills()
         if not self.alive():
             return self.died("the process had already exited")
         try:
@@ -579,7 +599,10 @@ class Process:
 
     def died(self, note: str) -> dict:
         self.close()
-        return {"status": "died", "note": note, **self.exit_fields()}
+        fields = {"status": "died", "note": note, **self.exit_fields()}
+        if self.ooms_at_request is not None and oom_kills() > self.ooms_at_request:
+            fields.update(limit="memory", note=f"{note}: killed by the memory limit")
+        return fields
 
     def exit_fields(self) -> dict:
         code, sig = decode_status(self.status)

@@ -191,3 +191,22 @@ def test_the_pool_stays_healthy_after_abuse(limits):
         assert_healthy(box)
         pool.release(box)
         assert pool.stats.failed_starts == 0 and pool.stats.discarded_dead == 0
+
+
+def test_b02_a_cgroup_memory_kill_is_named(limits):
+    """Docker bounds the whole sandbox's memory (a cgroup): processes that each stay under the
+    per-process limit but together exceed it are OOM-killed, and the result names the memory limit."""
+    from tests.sandboxes.conftest import backend_or_skip
+
+    sandbox = backend_or_skip("docker", limits.with_(memory_bytes=256 << 20))
+    code = (
+        "import os\npids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        b = bytearray(150 << 20)\n        for i in range(0, len(b), 4096): b[i] = 1\n        os._exit(0)\n"
+        "    pids.append(pid)\nprint([os.waitpid(p, 0)[1] for p in pids])\n"
+    )
+    try:
+        result = sandbox.exec(["python3", "-c", code], timeout=20)
+        assert result.limit == "memory", result
+        assert_healthy(sandbox)
+    finally:
+        sandbox.close()
