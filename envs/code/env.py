@@ -181,7 +181,8 @@ class CodeInterpreterEnv(Env):
         if not reply.alive:
             self.restarts += 1
             self._start_session(self.sandbox)
-            why = "ran past its time limit and ignored the interrupt" if reply.status == "killed" else "crashed"
+            why = ("ran past its time limit and ignored the interrupt" if reply.status == "killed"
+                   else "was killed by its memory limit" if reply.limit == "memory" else "crashed")
             info["session_restarted"] = True
             self.last_stdout = ""
             return (f"[error] the Python session {why} (exit {reply.exit_code}) and was restarted: "
