@@ -64,9 +64,9 @@ class MuxTransport(Transport):
     three zero bytes, big-endian length); what we send is raw."""
 
     def __init__(self, sock: socket.socket, holder: Any) -> None:
+        super().__init__()
         self.sock, self.holder = sock, holder
         self.raw = bytearray()
-        self.out = bytearray()
         self.err = bytearray()
 
     def send(self, data: bytes) -> None:
@@ -76,39 +76,30 @@ class MuxTransport(Transport):
         except OSError as exc:
             raise EOFError(str(exc)) from exc
 
-    def _decode(self) -> None:
+    def read_some(self, timeout: float) -> bytes | None:
+        """Deframe what the engine sent: stdout payloads are returned, stderr's kept for diagnostics."""
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except TimeoutError:
+            return b""
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        self.raw += chunk
+        out = bytearray()
         while len(self.raw) >= 8:
             kind, size = self.raw[0], struct.unpack(">I", self.raw[4:8])[0]
             if len(self.raw) < 8 + size:
-                return
+                break
             payload = bytes(self.raw[8 : 8 + size])
             del self.raw[: 8 + size]
             if kind == 2:
                 self.err = (self.err + payload)[-8192:]
             else:
-                self.out += payload
-
-    def recv_line(self, deadline: float) -> bytes | None:
-        while True:
-            index = self.out.find(b"\n")
-            if index >= 0:
-                line = bytes(self.out[:index])
-                del self.out[: index + 1]
-                return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("the sandbox did not answer in time")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except TimeoutError:
-                continue
-            except OSError:
-                return None
-            if not chunk:
-                return None
-            self.raw += chunk
-            self._decode()
+                out += payload
+        return bytes(out)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

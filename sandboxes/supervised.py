@@ -42,24 +42,45 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class Transport(abc.ABC):
-    """A byte stream to the supervisor: lines out, lines in."""
+    """A byte stream to the supervisor: lines out, lines in. Backends supply the raw reads."""
+
+    def __init__(self) -> None:
+        self.pending = bytearray()
 
     @abc.abstractmethod
     def send(self, data: bytes) -> None: ...
 
     @abc.abstractmethod
-    def recv_line(self, deadline: float) -> bytes | None:
-        """The next line, or None at EOF. Raises TimeoutError at the deadline."""
+    def read_some(self, timeout: float) -> bytes | None:
+        """Whatever arrived within `timeout` seconds (possibly nothing), or None at EOF."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def recv_line(self, deadline: float) -> bytes | None:
+        """The next line, or None at EOF. Raises TimeoutError at the deadline."""
+        while True:
+            index = self.pending.find(b"\n")
+            if index >= 0:
+                line = bytes(self.pending[:index])
+                del self.pending[: index + 1]
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the sandbox did not answer in time")
+            chunk = self.read_some(remaining)
+            if chunk is None:
+                return None
+            self.pending += chunk
+            if len(self.pending) > MAX_REPLY_BYTES:
+                raise SandboxDied("the sandbox sent an oversized reply")
+
 
 class PipeTransport(Transport):
     def __init__(self, write_fd: int, read_fd: int) -> None:
+        super().__init__()
         self.write_fd, self.read_fd = write_fd, read_fd
         os.set_blocking(read_fd, False)
-        self.buffer = bytearray()
 
     def send(self, data: bytes) -> None:
         if self.write_fd < 0:
@@ -71,30 +92,16 @@ class PipeTransport(Transport):
         except (BrokenPipeError, OSError) as exc:
             raise EOFError(str(exc)) from exc
 
-    def recv_line(self, deadline: float) -> bytes | None:
+    def read_some(self, timeout: float) -> bytes | None:
         if self.read_fd < 0:
             return None
-        while True:
-            index = self.buffer.find(b"\n")
-            if index >= 0:
-                line = bytes(self.buffer[:index])
-                del self.buffer[: index + 1]
-                return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("the sandbox did not answer in time")
-            ready, _, _ = select.select([self.read_fd], [], [], remaining)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(self.read_fd, 1 << 20)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return None
-            self.buffer += chunk
-            if len(self.buffer) > MAX_REPLY_BYTES:
-                raise SandboxDied("the sandbox sent an oversized reply")
+        ready, _, _ = select.select([self.read_fd], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            return os.read(self.read_fd, 1 << 20) or None
+        except BlockingIOError:
+            return b""
 
     def close(self) -> None:
         for fd in (self.write_fd, self.read_fd):

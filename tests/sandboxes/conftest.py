@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from agentenv.sandboxes import Sandbox, SandboxLimits, SandboxUnavailable, make_sandbox
-from agentenv.sandboxes.bwrap import UID_RANGE
 
 CANARY = "CANARY_agentenv_7f3a9c1e"
 ISOLATING = ("bwrap", "docker")
@@ -37,22 +36,27 @@ def backend_or_skip(backend: str, limits: SandboxLimits, **options: object) -> S
 
 
 def sandbox_processes() -> set[int]:
-    """Host processes that belong to sandboxes: children of this test process (bwrap, supervisors, the
-    subprocess backend) and anything running under a sandbox uid."""
-    me = os.getpid()
-    found = set()
+    """Live processes below this test process: bwrap, the supervisors and everything inside the sandboxes
+    (a sandbox's processes all descend from its bwrap; its init re-parents orphans to itself), and the
+    subprocess backend's children. Other test sessions on the machine are not counted."""
+    parents: dict[int, int] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            status = Path(f"/proc/{name}/status").read_text()
+            stat = Path(f"/proc/{name}/stat").read_text()
         except OSError:
             continue
-        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        uid = int(fields.get("Uid", "0").split()[0])
-        child = int(fields.get("PPid", "0")) == me and "Z" not in fields.get("State", "Z")
-        if uid in UID_RANGE or child:
-            found.add(int(name))
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] not in ("Z", "X"):
+            parents[int(name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found.update(children)
+        frontier += children
     return found
 
 
