@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -337,3 +338,40 @@ def test_orphaned_containers_of_dead_processes_are_reaped(limits):
         assert live.exec("echo alive").stdout == "alive\n"
     finally:
         live.close()
+
+
+def test_network_only_when_asked_for(limits):
+    listener = Listener()
+    try:
+        code = f"import socket; socket.create_connection(('127.0.0.1', {listener.port}), timeout=2); print('reached')"
+        closed = make_sandbox("bwrap", limits)
+        opened = make_sandbox("bwrap", limits.with_(network=True))
+        try:
+            assert "reached" not in closed.exec(["python3", "-c", code]).stdout
+            assert opened.exec(["python3", "-c", code]).stdout == "reached\n"
+        finally:
+            closed.close()
+            opened.close()
+    finally:
+        assert listener.close() == 1
+
+
+def test_a_sandbox_dies_with_the_process_that_made_it(tmp_path):
+    """SIGKILL the host process mid-command: the sandbox and everything in it go too."""
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import sys, time\nfrom agentenv.sandboxes import make_sandbox\n"
+        "box = make_sandbox('bwrap')\nprint(box.process.pid, flush=True)\n"
+        "box.exec('sleep 1000 & sleep 1000', timeout=600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    bwrap_pid = int(owner.stdout.readline())
+    time.sleep(0.5)
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and Path(f"/proc/{bwrap_pid}").exists():
+        time.sleep(0.05)
+    assert not Path(f"/proc/{bwrap_pid}").exists()
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
