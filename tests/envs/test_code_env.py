@@ -113,3 +113,16 @@ def test_registered_ids_make_working_envs():
     finally:
         env.close()
     assert json.loads(json.dumps(obs))  # observations are plain JSON
+
+
+def test_the_docker_backend_runs_the_same_session():
+    import os
+
+    if not os.environ.get("AGENTENV_DOCKER_HOST") and os.environ.get("AGENTENV_REQUIRE_DOCKER") != "1":
+        pytest.skip("no Docker engine (scripts/test.sh starts podman)")
+    env = CodeInterpreterEnv(families=solvers.FAMILIES, sandbox="docker")
+    try:
+        _, _, reward, steps = run_expert(env, seed=11)
+        assert env.sandbox.backend == "docker" and reward == 1.0 and steps == 2
+    finally:
+        env.close()

@@ -147,3 +147,19 @@ def test_swebench_instance_files_load(tmp_path):
         from agentenv.envs.swe.tasks import task_from_record
 
         task_from_record({"instance_id": "x"})
+
+
+def test_the_docker_backend_resolves_a_task_too():
+    if not os.environ.get("AGENTENV_DOCKER_HOST") and os.environ.get("AGENTENV_REQUIRE_DOCKER") != "1":
+        pytest.skip("no Docker engine (scripts/test.sh starts podman)")
+    env = SweEnv(sandbox="docker", repos=["minicalc"])
+    try:
+        env.reset(seed=0)
+        assert env.sandbox.backend == "docker"
+        for _ in range(10):
+            *_, terminated, _, info = env.step(env.expert_action())
+            if terminated:
+                break
+        assert info["won"]
+    finally:
+        env.close()
