@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import errno
 import json
 import os
@@ -112,7 +111,9 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
-        if not pid1:
+        if not pid1:  # adopt orphans, so that what a command leaves behind can still be found and killed
+            import ctypes  # (lazily: it costs milliseconds of every sandbox's start-up)
+
             with contextlib.suppress(Exception):
                 ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         self.buffer = b""
@@ -642,7 +643,6 @@ def drop_privileges(uid: int, workspace: str) -> None:
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: a uid change makes /proc/self root's
 
 
 def main() -> None:
