@@ -3,14 +3,14 @@
 # `docker` sandbox backend. Idempotent: an image built from the same spec is kept as it is.
 #
 #   bash scripts/build-sandbox-image.sh [PYTHON]    # PYTHON: the interpreter the sandbox runs,
-#                                                   # default /work/main/.venv/bin/python or python3
+#                                                   # default .venv/bin/python of this checkout, or python3
 #
 # Approach: the image holds (almost) nothing; containers run the HOST's userland and Python through
 # read-only bind mounts at the same paths. The image is a `podman import` (or `docker import`) of a
 # rootfs tarball of a few KB containing:
 #   - empty mount points /usr /etc/alternatives /proc /sys /dev /run /mnt, /tmp and /var/tmp (1777),
 #     /workspace (1777, owned 1000:1000), /home/agent (owned 1000:1000), /root (0755, so that uid 1000 can reach a Python
-#     prefix bound under /root such as /root/.pyenv/versions/X, although the host's /root is 0700);
+#     prefix bound under /root, such as a pyenv build, although the host's /root is 0700);
 #   - /bin /sbin /lib /lib32 /lib64 /libx32 as the same symlinks the host has (Debian/Ubuntu merged-usr:
 #     bin -> usr/bin, lib -> usr/lib, lib64 -> usr/lib64, ...); where the host has a real directory
 #     instead, an empty mount point, and that directory joins the bind list;
@@ -26,7 +26,7 @@
 # `agentenv.host_binds` with the space-separated host paths every container needs bound read-only at
 # the same path: /usr, /etc/ld.so.cache (a file: the dynamic loader's cache) and /etc/alternatives,
 # plus any non-symlinked /bin /lib* directories. To these the backend adds the Python to run:
-# sys.base_prefix (the interpreter's installation, e.g. /root/.pyenv/versions/3.11.7; nothing extra
+# sys.base_prefix (the interpreter's installation, e.g. a pyenv version directory; nothing extra
 # when it is under /usr) and sys.prefix (the venv), plus the source trees of editable installs when
 # the sandbox must import them. The script prints the full bind list for PYTHON as its last line.
 #
