@@ -544,15 +544,22 @@ class Process:
         self.ooms_at_request = oom_kills()
         if not self.alive():
             return self.died("the process had already exited")
-        try:
-            payload = data if data.endswith(b"\n") else data + b"\n"
-            os.set_blocking(self.stdin_fd, True)
-            view = memoryview(payload)
+        start = time.monotonic()
+        payload = data if data.endswith(b"\n") else data + b"\n"
+        view = memoryview(payload)
+        os.set_blocking(self.stdin_fd, False)
+        try:  # a process that stops reading must not wedge us: the write shares the request's deadline
             while view:
-                view = view[os.write(self.stdin_fd, view) :]
+                if time.monotonic() > start + timeout:
+                    self.close()
+                    return {"status": "killed", "limit": "wall_time", "note": "did not read its input; killed",
+                            "duration": time.monotonic() - start, **self.exit_fields()}
+                try:
+                    view = view[os.write(self.stdin_fd, view) :]
+                except BlockingIOError:
+                    select.select([], [self.stdin_fd], [], 0.05)
         except BrokenPipeError:
             return self.died("the process closed its input")
-        start = time.monotonic()
         line = self.read_line(start + timeout)
         if line is not None:
             return {"status": "ok", "data": b64(line), "duration": time.monotonic() - start}

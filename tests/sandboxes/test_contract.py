@@ -148,3 +148,12 @@ def test_subprocess_backend_warns_every_time(limits):
     for _ in range(2):
         sandbox = backend_or_skip("subprocess", limits)
         sandbox.close()
+
+
+def test_a_process_that_stops_reading_cannot_wedge_the_sandbox(any_sandbox):
+    any_sandbox.write_file("deaf.py", "import time\ntime.sleep(1e6)\n")
+    any_sandbox.start_process("deaf", ["python3", "deaf.py"])
+    start = time.monotonic()
+    reply = any_sandbox.request("deaf", "x" * 1_000_000, timeout=1)
+    assert reply.status == "killed" and time.monotonic() - start < 5
+    assert any_sandbox.exec("echo fine").stdout == "fine\n"
