@@ -152,7 +152,17 @@ else
   as_root mkdir -p "$SOCK_DIR"
   as_root rm -f "$SOCK"  # a stale socket file from a dead service
   log "starting podman system service on unix://$SOCK (log: $LOG)"
-  as_root setsid nohup podman system service --time=0 "unix://$SOCK" </dev/null >>"$LOG" 2>&1 &
+  # Started from its own directory: conmon writes files (an "oom" marker after a memory kill) into the
+  # service's working directory, which must not be the caller's checkout.
+  # It also keeps none of our other descriptors: a caller waiting for its pipes to close (CI, $(...))
+  # must not wait on a service that runs for ever.
+  (
+    cd "$SOCK_DIR"
+    for fd in $(ls /proc/$BASHPID/fd); do
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    as_root setsid nohup podman system service --time=0 "unix://$SOCK" </dev/null >>"$LOG" 2>&1 &
+  )
   for _ in $(seq 120); do
     ping_sock && break
     sleep 0.5
