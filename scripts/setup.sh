@@ -51,4 +51,15 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.stamp-*
   touch "$stamp"
 fi
+# The web envs drive Chromium through Playwright: Debian's package where there is one, else Playwright's
+# own download (which needs its CDN). Without either, only the browser tests fail, saying so.
+if .venv/bin/python -c "import playwright" 2>/dev/null && ! .venv/bin/python -c "
+from agentenv.envs.web.browser import find_chromium; find_chromium()" 2>/dev/null; then
+  if command -v apt-get >/dev/null && apt-cache show chromium >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the web environments"
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    .venv/bin/python -m playwright install chromium || echo "setup: no Chromium for the web envs; see README" >&2
+  fi
+fi
 echo "setup: ready (.venv)"

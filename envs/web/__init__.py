@@ -1,0 +1,1 @@
+"""Web environments: Chromium through Playwright (`browser`, `page`) and a WebShop-style store."""

@@ -1,0 +1,251 @@
+"""Chromium through Playwright, shared by the web and GUI environments.
+
+One browser process serves many episodes, each in its own context (cookies, storage and cache are not
+shared). Pages reach only the hosts an episode allows: every request is checked by a route handler, and
+the rest are aborted and recorded (reliability A25, A26, I14). Dialogs are dismissed, popups closed and
+downloads refused. Every operation has a deadline; a browser that crashes or hangs is detected, the
+affected sessions raise `BrowserCrashed` with the reason, and the next session starts a fresh browser.
+
+The browser runs on an asyncio loop in a thread of its own, so environments can use it from synchronous
+code (`runtime.call(coro)`) and from the collector's event loop (`await runtime.acall(coro)`) alike.
+
+Chromium is found in this order: `$AGENTENV_CHROMIUM`, Playwright's own download (where `playwright
+install chromium` worked), then the system's (`chromium`, `chromium-browser`, `google-chrome`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions", "--mute-audio",
+    "--disable-dev-shm-usage", "--disable-quic",
+]
+SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+class BrowserUnavailable(RuntimeError):
+    """No Chromium (or no Playwright) on this machine; says how to get one."""
+
+
+class BrowserCrashed(RuntimeError):
+    """The browser or the page crashed or hung; the episode cannot go on in this session."""
+
+
+def find_chromium() -> str:
+    explicit = os.environ.get("AGENTENV_CHROMIUM")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise BrowserUnavailable(f"AGENTENV_CHROMIUM={explicit} is not an executable")
+        return explicit
+    cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH", Path.home() / ".cache" / "ms-playwright"))
+    for candidate in sorted(cache.glob("chromium-*/chrome-linux*/chrome"), reverse=True):
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    for name in SYSTEM_BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BrowserUnavailable(
+        "no Chromium found: apt-get install chromium (or `playwright install chromium`), "
+        "or point AGENTENV_CHROMIUM at a Chromium binary"
+    )
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """What pages of an episode may load: exact hosts (with port when given), and file:// under roots.
+
+    Empty means nothing but `about:blank`: a missing allowlist denies, it never allows everything.
+    """
+
+    hosts: frozenset[str] = frozenset()
+    file_roots: tuple[str, ...] = ()
+
+    def allows(self, url: str) -> bool:
+        if url in ("about:blank", "about:srcdoc"):
+            return True
+        parts = urlsplit(url)
+        if parts.scheme == "file":
+            path = os.path.realpath(parts.path)
+            return any(path == root or path.startswith(root.rstrip("/") + "/") for root in self.file_roots)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            host = parts.hostname.lower()
+            return host in self.hosts or f"{host}:{parts.port}" in self.hosts
+        return False  # data:, blob:, chrome:, javascript: and anything else are refused
+
+
+@dataclass
+class BrowserRuntime:
+    """A Chromium process on a private event loop. Thread-safe; one per process is plenty."""
+
+    executable: str | None = None
+    headless: bool = True
+    op_timeout_s: float = 10.0
+    _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
+    _thread: threading.Thread = field(init=False, repr=False)
+    _playwright: Any = field(default=None, init=False, repr=False)
+    _browser: Any = field(default=None, init=False, repr=False)
+    _marker: str = field(default="", init=False, repr=False)
+    restarts: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="agentenv-browser", daemon=True)
+        self._thread.start()
+        self._lock = asyncio.Lock()
+
+    # ---- bridging -------------------------------------------------------------------------------------
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the browser's loop and wait for it (from synchronous code)."""
+        return self.submit(coro).result(timeout=(timeout or self.op_timeout_s) + 5)
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await a coroutine on the browser's loop (from another event loop)."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+    # ---- the browser ----------------------------------------------------------------------------------
+
+    async def browser(self) -> Any:
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            if self._browser is not None:
+                self.restarts += 1
+                await self._kill_browser()
+            if self._playwright is None:
+                try:
+                    from playwright.async_api import async_playwright
+                except ImportError as exc:
+                    raise BrowserUnavailable("the web envs need Playwright: pip install 'agentenv[web]'") from exc
+                self._playwright = await async_playwright().start()
+            executable = self.executable or find_chromium()
+            self._marker = f"--agentenv-browser={uuid.uuid4().hex}"  # finds the process tree to kill
+            self._browser = await self._playwright.chromium.launch(
+                executable_path=executable, headless=self.headless, args=[*LAUNCH_ARGS, self._marker],
+                timeout=60_000,
+            )
+            return self._browser
+
+    async def _kill_browser(self) -> None:
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(browser.close(), 5)
+        if self._marker:
+            kill_marked(self._marker)
+
+    def kill_browser_process(self) -> None:
+        """SIGKILL the Chromium process tree (tests use it to play a crash)."""
+        kill_marked(self._marker)
+
+    async def open_session(self, allow: AllowList, *, viewport: tuple[int, int] = (1024, 768)) -> BrowserSession:
+        browser = await self.browser()
+        context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                            accept_downloads=False, java_script_enabled=True)
+        session = BrowserSession(self, context, allow)
+        await session.start()
+        return session
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            await self._kill_browser()
+            if self._playwright is not None:
+                with contextlib.suppress(Exception):
+                    await self._playwright.stop()
+                self._playwright = None
+
+        with contextlib.suppress(Exception):
+            self.call(shutdown(), timeout=15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def kill_marked(marker: str) -> None:
+    if not marker:
+        return
+    found = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True, check=False).stdout.split()
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+class BrowserSession:
+    """One episode's context and page, with the allowlist enforced on every request."""
+
+    def __init__(self, runtime: BrowserRuntime, context: Any, allow: AllowList) -> None:
+        self.runtime, self.context, self.allow = runtime, context, allow
+        self.page: Any = None
+        self.blocked: list[str] = []
+        self.crashed: str | None = None
+        self.tasks: set[asyncio.Future[Any]] = set()
+
+    async def start(self) -> None:
+        await self.context.route("**/*", self._route)
+        self.context.on("page", self._on_page)
+        self.page = await self.context.new_page()
+        self.page.on("crash", lambda *_: self._mark("the page crashed"))
+        self.context.browser.on("disconnected", lambda *_: self._mark("the browser disconnected"))
+
+    def _mark(self, why: str) -> None:
+        self.crashed = self.crashed or why
+
+    async def _route(self, route: Any) -> None:
+        url = route.request.url
+        if self.allow.allows(url):
+            await route.continue_()
+        else:
+            self.blocked.append(url)
+            await route.abort("blockedbyclient")
+
+    def _on_page(self, page: Any) -> None:
+        page.on("dialog", lambda dialog: self._background(dialog.dismiss()))
+        if self.page is not None and page is not self.page:  # popups and window.open storms
+            self._background(page.close())
+
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def guarded(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run one operation under the deadline; a crash or hang ends the session with the reason."""
+        if self.crashed:
+            coro.close()
+            raise BrowserCrashed(self.crashed)
+        try:
+            return await asyncio.wait_for(coro, timeout or self.runtime.op_timeout_s)
+        except TimeoutError as exc:
+            self._mark(f"the browser did not answer within {timeout or self.runtime.op_timeout_s:.0f} s")
+            await self.runtime._kill_browser()
+            raise BrowserCrashed(self.crashed or "hung") from exc
+        except Exception as exc:
+            if self.crashed or "Target page, context or browser has been closed" in str(exc) or \
+                    "Target crashed" in str(exc):
+                self._mark(self.crashed or f"the browser went away: {exc}")
+                raise BrowserCrashed(self.crashed or str(exc)) from exc
+            raise
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.context.close(), 5)

@@ -1,0 +1,175 @@
+"""What a web agent sees and does: the page as text with stable element ids, and the actions on them.
+
+The observation is a simplified DOM in the spirit of BrowserGym's accessibility tree: visible text, and
+one line per interactive element with an id (`[12] button "Buy Now"`). Ids are written into the page as
+`data-agentenv-id` the first time an element is seen, so an element keeps its id for as long as it lives,
+across observations. Hidden elements (display:none, zero size, aria-hidden) are left out, so text a page
+hides from people cannot instruct the agent either (reliability A25); the text is capped (A26).
+
+Actions are calls with literal arguments, parsed with `ast.literal_eval` (never evaluated): `click(id)`,
+`fill(id, text)`, `select_option(id, value)`, `press(key)`, `scroll(dx, dy)`, `goto(url)`, `go_back()`,
+`answer(text)`. A wrong id or argument is an error message for the agent, not an exception.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_OBSERVATION_CHARS = 20_000
+ACTIONS = {
+    "click": (int,), "fill": (int, str), "select_option": (int, str), "press": (str,),
+    "scroll": (int, int), "goto": (str,), "go_back": (), "answer": (str,),
+}
+CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
+
+SERIALIZE_JS = r"""
+(maxChars) => {
+  let next = window.__agentenvNextId || 1;
+  const out = [];
+  let size = 0;
+  const push = (line) => { if (size < maxChars) { out.push(line); size += line.length + 1; } };
+  const roleOf = (el) => {
+    const tag = el.tagName, type = (el.getAttribute('type') || '').toLowerCase();
+    const role = el.getAttribute('role');
+    if (role) return role;
+    if (tag === 'A' && el.hasAttribute('href')) return 'link';
+    if (tag === 'BUTTON' || (tag === 'INPUT' && ['button', 'submit', 'reset', 'image'].includes(type))) return 'button';
+    if (tag === 'INPUT' && type === 'checkbox') return 'checkbox';
+    if (tag === 'INPUT' && type === 'radio') return 'radio';
+    if (tag === 'INPUT' || tag === 'TEXTAREA') return 'textbox';
+    if (tag === 'SELECT') return 'combobox';
+    if (el.hasAttribute('onclick') || el.hasAttribute('tabindex')) return 'clickable';
+    return null;
+  };
+  const visible = (el) => {
+    if (el.getAttribute('aria-hidden') === 'true') return false;
+    const style = getComputedStyle(el);
+    if (style.display === 'none' || style.visibility === 'hidden' || style.opacity === '0') return false;
+    const rect = el.getBoundingClientRect();
+    return rect.width > 0 && rect.height > 0 || style.display === 'contents';
+  };
+  const clean = (text) => (text || '').replace(/\s+/g, ' ').trim().slice(0, 120);
+  const labelOf = (el) => clean(el.getAttribute('aria-label') || el.innerText || el.value ||
+    el.getAttribute('placeholder') || el.getAttribute('title') || el.getAttribute('alt') || el.getAttribute('name'));
+  const walk = (node, depth) => {
+    for (const child of node.childNodes) {
+      if (size >= maxChars) return;
+      const indent = '  '.repeat(depth);
+      if (child.nodeType === Node.TEXT_NODE) {
+        const text = clean(child.textContent);
+        if (text) push(indent + text);
+        continue;
+      }
+      if (child.nodeType !== Node.ELEMENT_NODE) continue;
+      if (['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD'].includes(child.tagName)) continue;
+      if (!visible(child)) continue;
+      const role = roleOf(child);
+      if (role === null) { walk(child, depth); continue; }
+      let id = child.getAttribute('data-agentenv-id');
+      if (!id) { id = String(next++); child.setAttribute('data-agentenv-id', id); }
+      let line = `${indent}[${id}] ${role} ${JSON.stringify(labelOf(child))}`;
+      if (role === 'textbox') line += ` value=${JSON.stringify(child.value || '')}`;
+      if (role === 'checkbox' || role === 'radio') line += child.checked ? ' checked' : ' unchecked';
+      if (role === 'combobox') {
+        const options = Array.from(child.options || [])
+          .map(o => (o.selected ? '*' : '') + JSON.stringify(clean(o.text)));
+        line += ` options=[${options.join(', ')}]`;
+      }
+      push(line);
+      if (role === 'clickable' || child.tagName === 'FORM' || child.tagName === 'DIV') walk(child, depth + 1);
+    }
+  };
+  if (document.body) walk(document.body, 0);
+  window.__agentenvNextId = next;
+  const text = out.join('\n');
+  return size >= maxChars ? text + '\n[... page truncated ...]' : text;
+}
+"""
+
+
+@dataclass(frozen=True)
+class WebAction:
+    name: str
+    args: tuple[Any, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(repr(a) for a in self.args)})"
+
+
+class WebActionError(ValueError):
+    """An action that cannot be carried out; the message goes back to the agent."""
+
+
+def parse_web_action(text: str) -> WebAction:
+    """The last line that looks like an action call, with its literal arguments checked."""
+    candidates = [line.strip().strip("`") for line in text.strip().splitlines() if CALL.match(line.strip().strip("`"))]
+    if not candidates:
+        raise WebActionError(f"no action found; write one of: {', '.join(f'{n}(...)' for n in ACTIONS)}")
+    match = CALL.match(candidates[-1])
+    assert match is not None
+    name, raw = match.group(1), match.group(2).strip()
+    if name not in ACTIONS:
+        raise WebActionError(f"unknown action {name!r}; use one of {', '.join(ACTIONS)}")
+    try:
+        value: tuple[Any, ...] = ast.literal_eval(f"({raw},)") if raw else ()
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise WebActionError(f"cannot read the arguments of {name}: {exc}") from exc
+    expected = ACTIONS[name]
+    if len(value) != len(expected):
+        raise WebActionError(f"{name} takes {len(expected)} argument(s), got {len(value)}")
+    for got, want in zip(value, expected, strict=True):
+        if not isinstance(got, want) or isinstance(got, bool):
+            raise WebActionError(f"{name}: expected {want.__name__}, got {got!r:.40}")
+    if name == "press" and (not value[0] or len(value[0]) > 40):
+        raise WebActionError("press takes a key name such as 'Enter' or 'Control+A'")
+    return WebAction(name, tuple(value))
+
+
+async def observe(page: Any, max_chars: int = MAX_OBSERVATION_CHARS) -> str:
+    return str(await page.evaluate(SERIALIZE_JS, max_chars))
+
+
+async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int = 5000) -> None:
+    """Carry out an action on the page; `WebActionError` for what the agent got wrong."""
+    name, args = action.name, action.args
+
+    async def element(element_id: int) -> Any:
+        locator = page.locator(f'[data-agentenv-id="{element_id}"]')
+        if await locator.count() == 0:
+            raise WebActionError(f"no element with id {element_id} on this page")
+        return locator.first
+
+    try:
+        if name == "click":
+            await (await element(args[0])).click(timeout=timeout_ms)
+        elif name == "fill":
+            await (await element(args[0])).fill(args[1], timeout=timeout_ms)
+        elif name == "select_option":
+            target = await element(args[0])
+            try:
+                await target.select_option(value=args[1], timeout=timeout_ms)
+            except Exception:
+                await target.select_option(label=args[1], timeout=timeout_ms)
+        elif name == "press":
+            await page.keyboard.press(args[0])
+        elif name == "scroll":
+            await page.mouse.wheel(args[0], args[1])
+        elif name == "goto":
+            if not allowed.allows(args[0]):
+                raise WebActionError(f"{args[0]} is not allowed in this task")
+            await page.goto(args[0], timeout=timeout_ms)
+        elif name == "go_back":
+            await page.go_back(timeout=timeout_ms)
+    except WebActionError:
+        raise
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "closed" in message or "crashed" in message.lower():
+            raise
+        raise WebActionError(f"{action} failed: {message[:300]}") from exc
+    with contextlib.suppress(Exception):  # a page that never finishes loading is still observable
+        await page.wait_for_load_state("domcontentloaded", timeout=2000)
