@@ -43,3 +43,6 @@ def register_envs() -> None:
         description="Fix real bugs in small Python repos (27 bundled tasks) with bash, an editor and tests; "
         "judged as SWE-bench judges.",
     )
+    from agentenv.envs.web.miniwob import register_miniwob
+
+    register_miniwob()

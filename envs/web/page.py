@@ -27,7 +27,7 @@ ACTIONS = {
 CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
 
 SERIALIZE_JS = r"""
-(maxChars) => {
+([maxChars, rootSelector]) => {
   let next = window.__agentenvNextId || 1;
   const out = [];
   let size = 0;
@@ -53,7 +53,8 @@ SERIALIZE_JS = r"""
     return rect.width > 0 && rect.height > 0 || style.display === 'contents';
   };
   const clean = (text) => (text || '').replace(/\s+/g, ' ').trim().slice(0, 120);
-  const labelOf = (el) => clean(el.getAttribute('aria-label') || el.innerText || el.value ||
+  const labelOf = (el) => clean(el.getAttribute('aria-label') ||
+    (el.labels && el.labels.length ? el.labels[0].innerText : '') || el.innerText || el.value ||
     el.getAttribute('placeholder') || el.getAttribute('title') || el.getAttribute('alt') || el.getAttribute('name'));
   const walk = (node, depth) => {
     for (const child of node.childNodes) {
@@ -83,7 +84,8 @@ SERIALIZE_JS = r"""
       if (role === 'clickable' || child.tagName === 'FORM' || child.tagName === 'DIV') walk(child, depth + 1);
     }
   };
-  if (document.body) walk(document.body, 0);
+  const root = (rootSelector && document.querySelector(rootSelector)) || document.body;
+  if (root) walk(root, 0);
   window.__agentenvNextId = next;
   const text = out.join('\n');
   return size >= maxChars ? text + '\n[... page truncated ...]' : text;
@@ -129,8 +131,9 @@ def parse_web_action(text: str) -> WebAction:
     return WebAction(name, tuple(value))
 
 
-async def observe(page: Any, max_chars: int = MAX_OBSERVATION_CHARS) -> str:
-    return str(await page.evaluate(SERIALIZE_JS, max_chars))
+async def observe(page: Any, max_chars: int = MAX_OBSERVATION_CHARS, root: str | None = None) -> str:
+    """The page (or the element matching the CSS selector `root`) as text with element ids."""
+    return str(await page.evaluate(SERIALIZE_JS, [max_chars, root]))
 
 
 async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int = 5000) -> None:
