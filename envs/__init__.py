@@ -43,6 +43,13 @@ def register_envs() -> None:
         description="Fix real bugs in small Python repos (27 bundled tasks) with bash, an editor and tests; "
         "judged as SWE-bench judges.",
     )
+    register(
+        "agentenv/WebShop-v0",
+        "agentenv.envs.web.webshop:WebShopEnv",
+        family="web",
+        description="Find and buy what an instruction asks for in a 2,400-product store (WebShop's reward), "
+        "in Chromium.",
+    )
     from agentenv.envs.web.miniwob import register_miniwob
 
     register_miniwob()
