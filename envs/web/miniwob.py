@@ -117,7 +117,8 @@ class MiniWoBEnv(Env):
 
     async def _observe(self) -> str:
         assert self.session is not None
-        return await self.session.guarded(observe(self.session.page, root="#area"))
+        text = await self.session.guarded(observe(self.session.page, root="#area"))
+        return f"URL: {self.session.page.url}\n{text}"
 
     def parse_action(self, text: str) -> ParsedAction:
         try:

@@ -127,7 +127,12 @@ class WebShopEnv(Env):
     async def _open(self, allow: AllowList, url: str) -> str:
         self.session = await self.browser.open_session(allow)
         await self.session.guarded(self.session.page.goto(url))
-        return await self.session.guarded(observe(self.session.page, root="body"))
+        return await self._page_text()
+
+    async def _page_text(self) -> str:
+        assert self.session is not None
+        text = await self.session.guarded(observe(self.session.page, root="body"))
+        return f"URL: {self.session.page.url}\n{text}"
 
     def _render(self, text: str, error: str | None) -> str:
         feedback = f"Error: {error}\n\n" if error else ""
@@ -161,7 +166,7 @@ class WebShopEnv(Env):
             await self.session.guarded(perform(self.session.page, action, allowed=self.session.allow))
         except WebActionError as exc:
             error = str(exc)
-        return error, await self.session.guarded(observe(self.session.page, root="body"))
+        return error, await self._page_text()
 
     def expert_action(self) -> str | None:
         if self.session is None or self.store is None:

@@ -67,3 +67,24 @@ def test_bad_actions_are_error_observations(action, error):
         assert error in obs["messages"][-1]["content"] and reward == 0 and not terminated
     finally:
         env.close()
+
+
+def test_every_task_page_resets():
+    """All the task pages of the package start an episode and show an instruction and a page (four
+    episodes at a time, each in its own context of the one browser)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def reset(task: str) -> tuple[str, str | None]:
+        env = MiniWoBEnv(task)
+        try:
+            obs, info = env.reset(seed=1)
+            ok = info["utterance"] and "URL: file://" in obs["messages"][-1]["content"]
+            return task, None if ok else "no instruction or page"
+        except Exception as exc:
+            return task, repr(exc)[:200]
+        finally:
+            env.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        failures = {task: why for task, why in pool.map(reset, task_names()) if why}
+    assert failures == {}
