@@ -52,6 +52,8 @@ SERIALIZE_JS = r"""
     const rect = el.getBoundingClientRect();
     return rect.width > 0 && rect.height > 0 || style.display === 'contents';
   };
+  const LEAF_ROLES = new Set(['link', 'button', 'textbox', 'checkbox', 'radio', 'combobox', 'option', 'menuitem',
+                              'tab', 'switch', 'slider', 'spinbutton', 'searchbox']);
   const clean = (text) => (text || '').replace(/\s+/g, ' ').trim().slice(0, 120);
   const labelOf = (el) => clean(el.getAttribute('aria-label') ||
     (el.labels && el.labels.length ? el.labels[0].innerText : '') || el.innerText || el.value ||
@@ -81,7 +83,8 @@ SERIALIZE_JS = r"""
         line += ` options=[${options.join(', ')}]`;
       }
       push(line);
-      if (role === 'clickable' || child.tagName === 'FORM' || child.tagName === 'DIV') walk(child, depth + 1);
+      // Controls are leaves; containers (tablist, tree, list, dialog, menu, clickable divs...) show their insides.
+      if (!LEAF_ROLES.has(role)) walk(child, depth + 1);
     }
   };
   const root = (rootSelector && document.querySelector(rootSelector)) || document.body;
