@@ -75,7 +75,7 @@ def test_make_passes_keyword_arguments_to_the_env():
 def test_unknown_id_suggests_the_close_match():
     with pytest.raises(agentenv.UnknownEnvError) as e:
         agentenv.make("GuesNumber")
-    assert "unknown env 'GuesNumber'; did you mean agentenv/GuessNumber-v0?" in str(e.value)
+    assert "unknown env 'GuesNumber'; did you mean agentenv/GuessNumber-v0" in str(e.value)  # the closest first
     assert "`agentenv envs`" in str(e.value)
 
 
