@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -39,6 +40,14 @@ ID_OF_JS = "(domId) => { const el = document.getElementById(domId); return el &&
 ID_OF_RESULT_JS = """(asin) => {
   const el = [...document.querySelectorAll('a.result')].find(a => a.dataset.asin === asin);
   return el && el.getAttribute('data-agentenv-id'); }"""
+
+
+def public_url(url: str) -> str:
+    """The page's URL as the agent sees it: without the store's session id, which says nothing about the
+    task and would make two episodes of the same seed look different."""
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "session"])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 class StoreServer:
@@ -132,7 +141,7 @@ class WebShopEnv(Env):
     async def _page_text(self) -> str:
         assert self.session is not None
         text = await self.session.guarded(observe(self.session.page, root="body"))
-        return f"URL: {self.session.page.url}\n{text}"
+        return f"URL: {public_url(self.session.page.url)}\n{text}"
 
     def _render(self, text: str, error: str | None) -> str:
         feedback = f"Error: {error}\n\n" if error else ""
