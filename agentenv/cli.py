@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentenv.messages import content_text
 from agentenv.trajectory import Trajectory, Turn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -270,7 +271,7 @@ def alfworld_generate(
 def _print_messages(messages: list[dict[str, Any]]) -> None:
     for m in messages:
         # Env and model text is data, not rich markup: "[stdout]" must print as written.
-        console.print(f"[dim]{m['role']}:[/] {escape(str(m['content']))}", markup=True, highlight=False)
+        console.print(f"[dim]{m['role']}:[/] {escape(content_text(m['content']))}", markup=True, highlight=False)
 
 
 def _print_transcript(traj: Trajectory) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from agentenv.env import Env
 from agentenv.hooks import BranchRequest, BranchStrategy, TeacherMixing
-from agentenv.messages import Observation
+from agentenv.messages import Observation, content_text
 from agentenv.policy import Policy, PolicyOutput, PolicyRequest, SamplingParams
 from agentenv.progress import CollectProgress
 from agentenv.prompting import Conversation, PromptConfig
@@ -458,7 +458,7 @@ class Collector:
 
 def anchor_key(obs: Observation) -> str:
     """The default canonical form of the current observation: its message texts, without history."""
-    return "\n".join(m["content"] for m in obs.get("messages", []))
+    return "\n".join(content_text(m["content"]) for m in obs.get("messages", []))
 
 
 def _tb(e: BaseException) -> str:

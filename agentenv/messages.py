@@ -9,14 +9,20 @@ An observation is a plain dict so that it crosses process and HTTP boundaries un
 
 from __future__ import annotations
 
+import base64
 from typing import Any, NotRequired, TypedDict
+
+#: A message's content is a string, or a list of parts in the OpenAI format, for images:
+#: ``[{"type": "text", "text": "..."}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]``
+Content = str | list[dict[str, Any]]
+IMAGE_PLACEHOLDER = "[image]"
 
 
 class Message(TypedDict):
     """One chat message. ``role`` is ``system``, ``user``, ``assistant`` or ``tool``."""
 
     role: str
-    content: str
+    content: Content
 
 
 class Observation(TypedDict):
@@ -28,10 +34,73 @@ class Observation(TypedDict):
 ROLES = ("system", "user", "assistant", "tool")
 
 
-def message(role: str, content: str) -> Message:
+def message(role: str, content: Content) -> Message:
     if role not in ROLES:
         raise ValueError(f"unknown message role {role!r}; expected one of {', '.join(ROLES)}")
+    if not isinstance(content, str):
+        problem = content_problem(content)
+        if problem:
+            raise ValueError(problem)
     return {"role": role, "content": content}
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def image_part(png: bytes, mime: str = "image/png") -> dict[str, Any]:
+    """An image as the OpenAI chat format carries it (a base64 data URL), so VLM servers read it as is."""
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(png).decode()}"}}
+
+
+def image_bytes(part: dict[str, Any]) -> bytes:
+    """The bytes of an ``image_part``; ValueError for anything that is not an inline base64 image."""
+    url = str((part.get("image_url") or {}).get("url", ""))
+    head, sep, data = url.partition(",")
+    if not (sep and head.startswith("data:image/") and head.endswith(";base64")):
+        raise ValueError(f"not an inline base64 image: {url[:60]!r}")
+    return base64.b64decode(data, validate=True)
+
+
+def content_text(content: Content, placeholder: str = IMAGE_PLACEHOLDER) -> str:
+    """The text of a message's content, each image replaced by ``placeholder`` (for text-only readers)."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(p.get("text", "")) if p.get("type") == "text" else placeholder for p in content)
+
+
+def append_text(content: Content, text: str, sep: str = "\n\n") -> Content:
+    """``content`` with ``text`` added at the end, keeping its images."""
+    if isinstance(content, str):
+        return content + sep + text if content else text
+    return [*content, text_part(text)]
+
+
+def has_images(messages: list[Message]) -> bool:
+    return any(not isinstance(m["content"], str) and any(p.get("type") == "image_url" for p in m["content"])
+               for m in messages)
+
+
+def text_only(messages: list[Message], placeholder: str = IMAGE_PLACEHOLDER) -> list[Message]:
+    """The messages with every list content flattened to text (images become ``placeholder``)."""
+    return [m if isinstance(m["content"], str)
+            else {"role": m["role"], "content": content_text(m["content"], placeholder)} for m in messages]
+
+
+def content_problem(content: Any) -> str | None:
+    if isinstance(content, str):
+        return None
+    if not isinstance(content, list) or not content:
+        return f"content must be a string or a non-empty list of parts, got {content!r:.80}"
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            continue
+        if kind == "image_url" and isinstance(part.get("image_url"), dict) \
+                and isinstance(part["image_url"].get("url"), str):
+            continue
+        return f"content part {i} must be {{'type': 'text', 'text': str}} or an image_url part, got {part!r:.80}"
+    return None
 
 
 def observation(
@@ -62,8 +131,10 @@ def observation_problems(obs: Any) -> list[str]:
         problems.append("observation['messages'] must be a list of messages")
     else:
         for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
+            if not isinstance(m, dict) or m.get("role") not in ROLES or "content" not in m:
                 problems.append(f"messages[{i}] must be {{'role': one of {ROLES}, 'content': str}}, got {m!r:.80}")
+            elif (problem := content_problem(m["content"])) is not None:
+                problems.append(f"messages[{i}]: {problem}")
     if "tools" in obs:
         tools = obs["tools"]
         if not isinstance(tools, list) or not all(_tool_name(t) for t in tools):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from agentenv.messages import Message, Observation
+from agentenv.messages import Message, Observation, append_text
 from agentenv.policy import Continuation, PolicyOutput
 
 
@@ -52,7 +52,7 @@ class Conversation:
             extra.append(self.config.instructions)
         if extra:
             if msgs and msgs[0]["role"] == "system":
-                msgs[0] = {"role": "system", "content": "\n\n".join([msgs[0]["content"], *extra])}
+                msgs[0] = {"role": "system", "content": append_text(msgs[0]["content"], "\n\n".join(extra))}
             else:
                 msgs.insert(0, {"role": "system", "content": "\n\n".join(extra)})
         self.head = msgs
@@ -68,7 +68,7 @@ class Conversation:
         if self.config.show_admissible and adm:
             listing = "Admissible actions:\n" + "\n".join(f"- {a}" for a in adm)
             if msgs and msgs[-1]["role"] != "system":
-                msgs[-1] = {"role": msgs[-1]["role"], "content": msgs[-1]["content"] + "\n\n" + listing}
+                msgs[-1] = {"role": msgs[-1]["role"], "content": append_text(msgs[-1]["content"], listing)}
             else:
                 msgs.append({"role": "user", "content": listing})
         return msgs

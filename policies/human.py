@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agentenv.messages import tool_name
+from agentenv.messages import content_text, tool_name
 from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest
 
 
@@ -45,7 +45,7 @@ class HumanPolicy:
         header = f"--- {request.trajectory_id or 'episode'}, turn {request.turn} ---"
         self.print_fn(header)
         for m in msgs[last_action + 1:]:
-            self.print_fn(f"[{m['role']}] {m['content']}")
+            self.print_fn(f"[{m['role']}] {content_text(m['content'])}")
         if request.admissible:
             self.print_fn("Admissible actions (type one, or its number):")
             for i, action in enumerate(request.admissible, 1):
