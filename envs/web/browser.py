@@ -16,6 +16,7 @@ install chromium` worked), then the system's (`chromium`, `chromium-browser`, `g
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
@@ -35,8 +36,18 @@ T = TypeVar("T")
 LAUNCH_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions", "--mute-audio",
-    "--disable-dev-shm-usage", "--disable-quic",
+    "--disable-dev-shm-usage", "--disable-quic", "--dns-prefetch-disable",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",  # no STUN packets around the allowlist
 ]
+#: Dialogs answered inside the page: an alert loop would otherwise stall the renderer on every round trip
+#: to the host that dismisses it (the host still dismisses any that get through, such as beforeunload).
+NO_DIALOGS_JS = "window.alert = () => undefined; window.confirm = () => false; window.prompt = () => null;"
+#: A blinking caret would make two screenshots of the same state differ (and seeded episodes irreproducible).
+NO_CARET_JS = """document.addEventListener('DOMContentLoaded', () => {
+  const style = document.createElement('style');
+  style.textContent = '* { caret-color: transparent !important; }';
+  document.head.appendChild(style);
+});"""
 SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -85,10 +96,14 @@ class AllowList:
         if parts.scheme == "file":
             path = os.path.realpath(parts.path)
             return any(path == root or path.startswith(root.rstrip("/") + "/") for root in self.file_roots)
-        if parts.scheme in ("http", "https") and parts.hostname:
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname:
             host = parts.hostname.lower()
             return host in self.hosts or f"{host}:{parts.port}" in self.hosts
         return False  # data:, blob:, chrome:, javascript: and anything else are refused
+
+
+#: what makes prepared sessions interchangeable: the allowlist, the viewport and the preloaded url
+SessionKey = tuple[AllowList, tuple[int, int], str | None]
 
 
 @dataclass
@@ -98,6 +113,8 @@ class BrowserRuntime:
     executable: str | None = None
     headless: bool = True
     op_timeout_s: float = 10.0
+    #: sessions prepared ahead of resets, across all tasks (each is an idle context with a page)
+    max_spares: int = 4
     _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
     _thread: threading.Thread = field(init=False, repr=False)
     _playwright: Any = field(default=None, init=False, repr=False)
@@ -110,6 +127,7 @@ class BrowserRuntime:
         self._thread = threading.Thread(target=self._loop.run_forever, name="agentenv-browser", daemon=True)
         self._thread.start()
         self._lock = asyncio.Lock()
+        self._pool: dict[SessionKey, list[asyncio.Future[BrowserSession | None]]] = {}
 
     # ---- bridging -------------------------------------------------------------------------------------
 
@@ -148,6 +166,7 @@ class BrowserRuntime:
             return self._browser
 
     async def _kill_browser(self) -> None:
+        await self._drop_spares()
         browser, self._browser = self._browser, None
         if browser is not None:
             with contextlib.suppress(Exception):
@@ -159,13 +178,64 @@ class BrowserRuntime:
         """SIGKILL the Chromium process tree (tests use it to play a crash)."""
         kill_marked(self._marker)
 
-    async def open_session(self, allow: AllowList, *, viewport: tuple[int, int] = (1024, 768)) -> BrowserSession:
+    async def open_session(self, allow: AllowList, *, viewport: tuple[int, int] = (1024, 768),
+                           url: str | None = None, warm: bool = True) -> BrowserSession:
+        """A fresh context with one page (at `url` when given) that may load only what `allow` admits.
+
+        With `warm`, a session prepared in the background for the same allowlist, viewport and url is
+        handed out when there is one, and another is prepared for the next reset: a reset then costs
+        neither the renderer's start nor the page load. Prepared sessions are unused contexts, so an
+        episode never sees another's cookies or storage.
+        """
+        key = (allow, viewport, url)
         browser = await self.browser()
+        if warm:
+            pool = self._pool.setdefault(key, [])
+            while pool:
+                session = await pool.pop(0)  # a spare still being prepared is awaited: it has a head start
+                if session is not None and session.crashed is None and session.context.browser is browser \
+                        and browser.is_connected():
+                    self._refill(key)
+                    return session
+                if session is not None:
+                    await session.close()
+            self._refill(key)
+        return await self._new_session(browser, key)
+
+    async def _new_session(self, browser: Any, key: SessionKey) -> BrowserSession:
+        allow, viewport, url = key
         context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
-                                            accept_downloads=False, java_script_enabled=True)
+                                            accept_downloads=False, java_script_enabled=True,
+                                            service_workers="block")  # a worker's fetches would skip the routes
         session = BrowserSession(self, context, allow)
-        await session.start()
+        try:
+            await session.start()
+            if url is not None:
+                await session.guarded(session.page.goto(url))
+        except BaseException:
+            await session.close()
+            raise
         return session
+
+    def _refill(self, key: SessionKey) -> None:
+        if sum(len(pool) for pool in self._pool.values()) >= self.max_spares:
+            return
+        self._pool.setdefault(key, []).append(asyncio.ensure_future(self._prepare(key)))
+
+    async def _prepare(self, key: SessionKey) -> BrowserSession | None:
+        try:
+            return await self._new_session(await self.browser(), key)
+        except Exception:  # a spare that fails is simply not there; the reset that wanted it opens its own
+            return None
+
+    async def _drop_spares(self) -> None:
+        pools, self._pool = self._pool, {}
+        for spare in (spare for pool in pools.values() for spare in pool):
+            spare.cancel()
+            with contextlib.suppress(BaseException):
+                session = await spare
+                if session is not None:
+                    await session.close()
 
     def close(self) -> None:
         async def shutdown() -> None:
@@ -199,13 +269,80 @@ class BrowserSession:
         self.blocked: list[str] = []
         self.crashed: str | None = None
         self.tasks: set[asyncio.Future[Any]] = set()
+        self._navigation: str | None = None  # the URL the main frame is navigating to, if it is
+        self._navigated = asyncio.Event()
+        self._cdp: Any = None
+        self._main_frame = ""
 
     async def start(self) -> None:
         await self.context.route("**/*", self._route)
+        await self.context.route_web_socket("**/*", self._route_websocket)  # WebSockets bypass `route`
+        await self.context.add_init_script(NO_DIALOGS_JS + NO_CARET_JS)
         self.context.on("page", self._on_page)
         self.page = await self.context.new_page()
         self.page.on("crash", lambda *_: self._mark("the page crashed"))
+        self.page.on("requestfailed", self._on_request_failed)
+        self.page.on("domcontentloaded", lambda *_: self._navigation_over())
+        self.page.on("download", lambda *_: self._navigation_over())  # a download replaces no document
         self.context.browser.on("disconnected", lambda *_: self._mark("the browser disconnected"))
+        # The renderer announces each navigation it starts on the DevTools session, in order with the answers
+        # to that session's commands: one round trip after an action tells whether the action started one.
+        self._cdp = await self.context.new_cdp_session(self.page)
+        await self._cdp.send("Page.enable")
+        self._main_frame = (await self._cdp.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
+        self._cdp.on("Page.frameRequestedNavigation", self._on_navigation_requested)
+        self._cdp.on("Page.navigatedWithinDocument", self._on_frame_event)
+        self._cdp.on("Page.frameStoppedLoading", self._on_frame_event)
+
+    def _on_navigation_requested(self, event: dict[str, Any]) -> None:
+        if event.get("frameId") == self._main_frame and event.get("disposition", "currentTab") == "currentTab":
+            self._navigation = str(event.get("url", ""))
+            self._navigated.clear()
+
+    def _on_frame_event(self, event: dict[str, Any]) -> None:
+        if event.get("frameId") == self._main_frame:
+            self._navigation_over()
+
+    def _on_request_failed(self, request: Any) -> None:
+        if request.is_navigation_request() and request.frame == self.page.main_frame:  # blocked or refused
+            self._navigation_over()
+
+    def _navigation_over(self) -> None:
+        self._navigation = None
+        self._navigated.set()
+
+    async def settle(self, timeout: float = 5.0) -> str | None:
+        """Wait for a navigation that the last action started to reach its new document (DOMContentLoaded),
+        so the next observation shows one page, not whichever the race left. A navigation that does not
+        get there in time is stopped, as a person would press the stop button, and the reason returned."""
+        with contextlib.suppress(Exception):  # the next task turn: a form submission's navigation starts then
+            await asyncio.wait_for(self._cdp.send("Runtime.evaluate", {
+                "expression": "new Promise(resolve => setTimeout(resolve, 0))", "awaitPromise": True}), 1.0)
+        url = self._navigation
+        if url is None:
+            return None
+        try:
+            await asyncio.wait_for(self._navigated.wait(), timeout)
+            return None
+        except TimeoutError:
+            from agentenv.envs.web.page import stop_loading
+
+            await stop_loading(self.page)
+            self._navigation_over()
+            return f"{url[:200]} did not load within {timeout:g} s; loading was stopped"
+
+    async def screenshot(self) -> bytes:
+        """A PNG of the viewport through the DevTools protocol: no wait for web fonts (Playwright's
+        screenshot waits on `document.fonts.ready`, which a navigation can leave pending forever)."""
+        for attempt in range(4):
+            try:
+                shot = await self._cdp.send("Page.captureScreenshot", {"format": "png", "optimizeForSpeed": True})
+                return base64.b64decode(shot["data"])
+            except Exception as exc:
+                if attempt == 3 or "closed" in str(exc):
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))  # a frame between two documents cannot be captured
+        raise AssertionError("unreachable")
 
     def _mark(self, why: str) -> None:
         self.crashed = self.crashed or why
@@ -217,6 +354,13 @@ class BrowserSession:
         else:
             self.blocked.append(url)
             await route.abort("blockedbyclient")
+
+    async def _route_websocket(self, socket: Any) -> None:
+        if self.allow.allows(socket.url):
+            socket.connect_to_server()
+        else:
+            self.blocked.append(socket.url)
+            await socket.close(code=1008, reason="blocked by the task's allowlist")
 
     def _on_page(self, page: Any) -> None:
         page.on("dialog", lambda dialog: self._background(dialog.dismiss()))

@@ -14,6 +14,7 @@ Actions are calls with literal arguments, parsed with `ast.literal_eval` (never 
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import re
 from dataclasses import dataclass
@@ -134,9 +135,41 @@ def parse_web_action(text: str) -> WebAction:
     return WebAction(name, tuple(value))
 
 
+async def evaluate_settled(page: Any, script: str, arg: Any = None, tries: int = 4,
+                           attempt_s: float = 4.0) -> Any:
+    """`page.evaluate`, robust to navigations: when one destroys the document under it (a click that
+    submits a form, a page that redirects itself) the next document is asked again, and when one never
+    commits (a link to a server that never answers), it is stopped and the page shown is asked."""
+    for attempt in range(tries):
+        last = attempt == tries - 1
+        try:
+            return await asyncio.wait_for(page.evaluate(script, arg), None if last else attempt_s)
+        except TimeoutError:
+            if last:
+                raise
+            await stop_loading(page)
+        except Exception as exc:
+            navigated = "Execution context was destroyed" in str(exc) or "navigat" in str(exc).lower()
+            if not navigated or last:
+                raise
+            with contextlib.suppress(Exception):
+                await page.wait_for_load_state("domcontentloaded", timeout=2000)
+    raise AssertionError("unreachable")
+
+
+async def stop_loading(page: Any) -> None:
+    """Abandon the page's pending navigation (as the browser's stop button does), keeping what is shown."""
+    with contextlib.suppress(Exception):
+        cdp = await page.context.new_cdp_session(page)
+        try:
+            await cdp.send("Page.stopLoading")
+        finally:
+            await cdp.detach()
+
+
 async def observe(page: Any, max_chars: int = MAX_OBSERVATION_CHARS, root: str | None = None) -> str:
     """The page (or the element matching the CSS selector `root`) as text with element ids."""
-    return str(await page.evaluate(SERIALIZE_JS, [max_chars, root]))
+    return str(await evaluate_settled(page, SERIALIZE_JS, [max_chars, root]))
 
 
 async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int = 5000) -> None:
@@ -151,7 +184,8 @@ async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int
 
     try:
         if name == "click":
-            await (await element(args[0])).click(timeout=timeout_ms)
+            # the session's `settle` waits for a navigation the click starts (with a stop when it hangs)
+            await (await element(args[0])).click(timeout=timeout_ms, no_wait_after=True)
         elif name == "fill":
             await (await element(args[0])).fill(args[1], timeout=timeout_ms)
         elif name == "select_option":
@@ -167,7 +201,11 @@ async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int
         elif name == "goto":
             if not allowed.allows(args[0]):
                 raise WebActionError(f"{args[0]} is not allowed in this task")
-            await page.goto(args[0], timeout=timeout_ms)
+            try:
+                await page.goto(args[0], timeout=timeout_ms)
+            except Exception:
+                await stop_loading(page)  # a load that never ends would hold every later call on the page
+                raise
         elif name == "go_back":
             await page.go_back(timeout=timeout_ms)
     except WebActionError:

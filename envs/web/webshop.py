@@ -17,15 +17,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from agentenv.env import Env, StepResult
-from agentenv.envs.web.browser import AllowList, BrowserRuntime, BrowserSession
-from agentenv.envs.web.miniwob import SYSTEM_PROMPT, shared_runtime
-from agentenv.envs.web.page import WebAction, WebActionError, observe, parse_web_action, perform
+from agentenv.envs.web.browser import AllowList
+from agentenv.envs.web.browser_env import BrowserEnv
+from agentenv.envs.web.page import evaluate_settled
 from agentenv.envs.web.store import build_catalog, goals
 from agentenv.envs.web.store.app import create_app, option_id
 from agentenv.envs.web.store.expert import next_step
-from agentenv.messages import Observation, message, observation
-from agentenv.parsing import ActionParseError, ParsedAction
+from agentenv.messages import Observation
 
 STATE_JS = """() => {
   const path = location.pathname;
@@ -85,37 +83,24 @@ class StoreServer:
             return cls._instance
 
 
-class WebShopEnv(Env):
-    """Options: `split` ("train" or "test" instructions), `max_turns`."""
+class WebShopEnv(BrowserEnv):
+    """Options: `split` ("train" or "test" instructions), `max_turns`, `screenshot`."""
 
-    family = "web"
-
-    def __init__(self, split: str = "train", max_turns: int = 15, runtime: BrowserRuntime | None = None,
-                 **kwargs: Any):
+    def __init__(self, split: str = "train", max_turns: int = 15, **kwargs: Any):
         super().__init__(max_turns=max_turns, **kwargs)
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         self.split = split
-        self.runtime = runtime
         self.store: StoreServer | None = None
-        self.session: BrowserSession | None = None
         self.store_session = ""
         self.goal: Any = None
         self.instruction = ""
 
-    @property
-    def browser(self) -> BrowserRuntime:
-        if self.runtime is None:
-            self.runtime = shared_runtime()
-        return self.runtime
+    def task_line(self) -> str:
+        return f"Instruction: {self.instruction}"
 
-    def _close_session(self) -> None:
-        if self.session is not None:
-            self.browser.call(self.session.close(), timeout=10)
-            self.session = None
-
-    def _close(self) -> None:
-        self._close_session()
+    def public_url(self, url: str) -> str:
+        return public_url(url)
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[Observation, dict[str, Any]]:
         self._close_session()
@@ -128,64 +113,23 @@ class WebShopEnv(Env):
         self.store_session = created.json()["session"]
         self.instruction = self.goal.instruction
         allow = AllowList(hosts=frozenset({f"127.0.0.1:{self.store.port}"}))
-        text = self.browser.call(self._open(allow, self.store.base + created.json()["url"]), timeout=60)
-        obs = observation(message("system", SYSTEM_PROMPT), self._render(text, None))
-        return obs, {"task_type": self.goal.category, "instruction": self.instruction, "split": self.split,
-                     "goal_index": index, "asin": self.goal.asin}
+        url = self.store.base + created.json()["url"]
+        view = self.browser.call(self._then_view(self._open(allow, url, preloaded=False)), timeout=60)
+        return self._first_observation(view), {"task_type": self.goal.category, "instruction": self.instruction,
+                                               "split": self.split, "goal_index": index, "asin": self.goal.asin}
 
-    async def _open(self, allow: AllowList, url: str) -> str:
-        self.session = await self.browser.open_session(allow)
-        await self.session.guarded(self.session.page.goto(url))
-        return await self._page_text()
-
-    async def _page_text(self) -> str:
-        assert self.session is not None
-        text = await self.session.guarded(observe(self.session.page, root="body"))
-        return f"URL: {public_url(self.session.page.url)}\n{text}"
-
-    def _render(self, text: str, error: str | None) -> str:
-        feedback = f"Error: {error}\n\n" if error else ""
-        return f"{feedback}Instruction: {self.instruction}\n\nPage:\n{text}"
-
-    def parse_action(self, text: str) -> ParsedAction:
-        try:
-            action = parse_web_action(text)
-        except WebActionError as exc:
-            raise ActionParseError(str(exc)) from exc
-        return ParsedAction(text=text, command=str(action))
-
-    def _step(self, action: ParsedAction) -> StepResult:
-        parsed = parse_web_action(action.command or "")
-        if parsed.name == "answer":
-            return StepResult(observation("answer() is not used here: buy the product with the Buy Now button."),
-                              info={"action_valid": False})
-        error, text = self.browser.call(self._act(parsed), timeout=60)
+    def _score(self, state: dict[str, Any]) -> tuple[float, bool, dict[str, Any]]:
         assert self.store is not None
         result = self.store.http.get(f"/api/result/{self.store_session}").json()
         done = bool(result["bought"])
         reward = float(result["reward"]) if done else 0.0
-        return StepResult(observation(self._render(text, error)), reward, terminated=done,
-                          info={"won": done and reward >= 1.0, "error": error, "bought": result.get("asin"),
-                                "reward_parts": result.get("parts")})
-
-    async def _act(self, action: WebAction) -> tuple[str | None, str]:
-        assert self.session is not None
-        error = None
-        try:
-            await self.session.guarded(perform(self.session.page, action, allowed=self.session.allow))
-        except WebActionError as exc:
-            error = str(exc)
-        return error, await self._page_text()
-
-    def expert_action(self) -> str | None:
-        if self.session is None or self.store is None:
-            return None
-        return self.browser.call(self._expert(), timeout=30)
+        return reward, done, {"won": done and reward >= 1.0, "bought": result.get("asin"),
+                              "reward_parts": result.get("parts")}
 
     async def _expert(self) -> str | None:
         assert self.session is not None and self.store is not None
         page = self.session.page
-        state = await self.session.guarded(page.evaluate(STATE_JS))
+        state = await self.session.guarded(evaluate_settled(page, STATE_JS))
         if state["page"] == "item" and state["asin"]:
             product = next((p for p in self.store.catalog if p.asin == state["asin"]), None)
             chosen = {}
