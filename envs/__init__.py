@@ -50,6 +50,10 @@ def register_envs() -> None:
         description="Find and buy what an instruction asks for in a 2,400-product store (WebShop's reward), "
         "in Chromium.",
     )
+    from agentenv.envs.gui import register_gui_web
+    from agentenv.envs.gui.desktop import register_desktop
     from agentenv.envs.web.miniwob import register_miniwob
 
     register_miniwob()
+    register_gui_web()
+    register_desktop()

@@ -62,4 +62,14 @@ from agentenv.envs.web.browser import find_chromium; find_chromium()" 2>/dev/nul
     .venv/bin/python -m playwright install chromium || echo "setup: no Chromium for the web envs; see README" >&2
   fi
 fi
+# The desktop GUI envs run Tk programs on a virtual X display (Xvfb) and drive them with xdotool.
+gui_packages=()
+command -v Xvfb >/dev/null || gui_packages+=(xvfb)
+command -v xdotool >/dev/null || gui_packages+=(xdotool)
+.venv/bin/python -c "import tkinter" 2>/dev/null || gui_packages+=(python3-tk)
+if [ ${#gui_packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing ${gui_packages[*]} for the desktop GUI environments"
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${gui_packages[@]}" >/dev/null
+fi
 echo "setup: ready (.venv)"

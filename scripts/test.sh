@@ -9,6 +9,7 @@ bash scripts/setup-vllm.sh
 eval "$(bash scripts/setup-podman.sh | grep '^export AGENTENV_DOCKER_HOST=')"
 bash scripts/build-sandbox-image.sh .venv/bin/python >/dev/null
 export AGENTENV_DOCKER_HOST AGENTENV_REQUIRE_DOCKER=1
+export AGENTENV_REQUIRE_GUI=1
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
