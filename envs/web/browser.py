@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,13 @@ class AllowList:
             return host in self.hosts or f"{host}:{parts.port}" in self.hosts
         return False  # data:, blob:, chrome:, javascript: and anything else are refused
 
+    def checked_urls(self) -> re.Pattern[str]:
+        """The URLs that requests are checked for in Python: all but files under the allowed roots, which
+        the browser's side of Playwright lets through itself (a page load is then no slower than without
+        routing). Chromium normalises `..` out of a URL before requesting it."""
+        roots = [re.escape(Path(os.path.realpath(root)).as_uri().rstrip("/") + "/") for root in self.file_roots]
+        return re.compile(f"^(?!{'|'.join(roots)})" if roots else "")
+
 
 #: what makes prepared sessions interchangeable: the allowlist, the viewport and the preloaded url
 SessionKey = tuple[AllowList, tuple[int, int], str | None]
@@ -115,6 +123,9 @@ class BrowserRuntime:
     op_timeout_s: float = 10.0
     #: sessions prepared ahead of resets, across all tasks (each is an idle context with a page)
     max_spares: int = 4
+    #: how long after a reset takes a spare its replacement starts being prepared: not during the reset
+    #: itself, whose few milliseconds of work would otherwise queue behind a renderer starting up
+    refill_delay_s: float = 0.1
     _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
     _thread: threading.Thread = field(init=False, repr=False)
     _playwright: Any = field(default=None, init=False, repr=False)
@@ -195,7 +206,7 @@ class BrowserRuntime:
                 session = await pool.pop(0)  # a spare still being prepared is awaited: it has a head start
                 if session is not None and session.crashed is None and session.context.browser is browser \
                         and browser.is_connected():
-                    self._refill(key)
+                    self._refill(key, self.refill_delay_s)
                     return session
                 if session is not None:
                     await session.close()
@@ -217,13 +228,14 @@ class BrowserRuntime:
             raise
         return session
 
-    def _refill(self, key: SessionKey) -> None:
+    def _refill(self, key: SessionKey, delay: float = 0.0) -> None:
         if sum(len(pool) for pool in self._pool.values()) >= self.max_spares:
             return
-        self._pool.setdefault(key, []).append(asyncio.ensure_future(self._prepare(key)))
+        self._pool.setdefault(key, []).append(asyncio.ensure_future(self._prepare(key, delay)))
 
-    async def _prepare(self, key: SessionKey) -> BrowserSession | None:
+    async def _prepare(self, key: SessionKey, delay: float) -> BrowserSession | None:
         try:
+            await asyncio.sleep(delay)
             return await self._new_session(await self.browser(), key)
         except Exception:  # a spare that fails is simply not there; the reset that wanted it opens its own
             return None
@@ -275,7 +287,7 @@ class BrowserSession:
         self._main_frame = ""
 
     async def start(self) -> None:
-        await self.context.route("**/*", self._route)
+        await self.context.route(self.allow.checked_urls(), self._route)
         await self.context.route_web_socket("**/*", self._route_websocket)  # WebSockets bypass `route`
         await self.context.add_init_script(NO_DIALOGS_JS + NO_CARET_JS)
         self.context.on("page", self._on_page)

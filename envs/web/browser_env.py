@@ -120,10 +120,14 @@ class BrowserEnv(Env):
         await start
         return await self._view()
 
-    def _close_session(self) -> None:
+    def _close_session(self, wait: bool = True) -> None:
+        """Close the episode's context; a reset does not `wait` (the browser's loop finishes it)."""
         if self.session is not None:
             session, self.session = self.session, None
-            self.browser.call(session.close(), timeout=10)
+            if wait:
+                self.browser.call(session.close(), timeout=10)
+            else:
+                self.browser.submit(session.close())
 
     def _close(self) -> None:
         self._close_session()

@@ -70,7 +70,7 @@ class MiniWoBEnv(BrowserEnv):
         return f"Task: {self.utterance}"
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[Observation, dict[str, Any]]:
-        self._close_session()
+        self._close_session(wait=False)
         seed = int(self.np_random.integers(2**31 - 1))
         view = self.browser.call(self._then_view(self._start(seed)), timeout=60)
         return self._first_observation(view), {"task_type": self.task, "utterance": self.utterance,
@@ -80,11 +80,13 @@ class MiniWoBEnv(BrowserEnv):
         await self._open(self.allow, self.page_path.as_uri(), preloaded=True)
         assert self.session is not None
         page = self.session.page
-        await self.session.guarded(page.evaluate(
+        started = await self.session.guarded(page.evaluate(
             f"() => {{ core.EPISODE_MAX_TIME = {int(self.episode_seconds * 1000)}; Math.seedrandom({seed}); "
-            "core.startEpisodeReal(); }"))
-        await self.session.guarded(page.wait_for_function("() => WOB_TASK_READY", timeout=10_000))
-        self.utterance = str(await self.session.guarded(page.evaluate("() => core.getUtterance()")))
+            "core.startEpisodeReal(); return WOB_TASK_READY ? core.getUtterance() : null; }"))
+        if started is None:  # a task that gets ready asynchronously
+            await self.session.guarded(page.wait_for_function("() => WOB_TASK_READY", timeout=10_000))
+            started = await self.session.guarded(page.evaluate("() => core.getUtterance()"))
+        self.utterance = str(started)
 
     async def _episode_state(self) -> dict[str, Any]:
         assert self.session is not None

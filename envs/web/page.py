@@ -172,28 +172,63 @@ async def observe(page: Any, max_chars: int = MAX_OBSERVATION_CHARS, root: str |
     return str(await evaluate_settled(page, SERIALIZE_JS, [max_chars, root]))
 
 
+TARGET_JS = r"""
+(id) => {
+  const el = document.querySelector(`[data-agentenv-id="${id}"]`);
+  if (!el) return {error: `no element with id ${id} on this page`};
+  let r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) return {error: `element ${id} is not visible`};
+  if (r.bottom <= 0 || r.right <= 0 || r.top >= innerHeight || r.left >= innerWidth ||
+      r.top + r.height / 2 < 0 || r.top + r.height / 2 >= innerHeight) {
+    el.scrollIntoView({block: 'center', inline: 'center'});
+    r = el.getBoundingClientRect();
+  }
+  const x = Math.min(Math.max(r.left + r.width / 2, 0), innerWidth - 1);
+  const y = Math.min(Math.max(r.top + r.height / 2, 0), innerHeight - 1);
+  const hit = document.elementFromPoint(x, y);
+  if (hit && hit !== el && !el.contains(hit) && !hit.contains(el)) {
+    const what = hit.getAttribute('data-agentenv-id') ? `element ${hit.getAttribute('data-agentenv-id')}`
+      : `a <${hit.tagName.toLowerCase()}>`;
+    return {error: `element ${id} is covered by ${what} at its center`};
+  }
+  return {x, y, disabled: !!el.disabled};
+}
+"""
+
+
 async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int = 5000) -> None:
-    """Carry out an action on the page; `WebActionError` for what the agent got wrong."""
+    """Carry out an action on the page; `WebActionError` for what the agent got wrong.
+
+    A click is a real mouse click at the element's center (scrolled into view first), as a person's
+    would be, refused with the reason when something else covers that point; it does not wait for
+    animations to settle, which is most of what Playwright's own click costs.
+    """
     name, args = action.name, action.args
 
+    async def target(element_id: int) -> dict[str, Any]:
+        found = await evaluate_settled(page, TARGET_JS, element_id)
+        if "error" in found:
+            raise WebActionError(found["error"])
+        return dict(found)
+
     async def element(element_id: int) -> Any:
-        locator = page.locator(f'[data-agentenv-id="{element_id}"]')
-        if await locator.count() == 0:
-            raise WebActionError(f"no element with id {element_id} on this page")
-        return locator.first
+        await target(element_id)
+        return page.locator(f'[data-agentenv-id="{element_id}"]').first
 
     try:
         if name == "click":
-            # the session's `settle` waits for a navigation the click starts (with a stop when it hangs)
-            await (await element(args[0])).click(timeout=timeout_ms, no_wait_after=True)
+            spot = await target(args[0])
+            if spot["disabled"]:
+                raise WebActionError(f"element {args[0]} is disabled")
+            await page.mouse.click(spot["x"], spot["y"])
         elif name == "fill":
             await (await element(args[0])).fill(args[1], timeout=timeout_ms)
         elif name == "select_option":
-            target = await element(args[0])
+            menu = await element(args[0])
             try:
-                await target.select_option(value=args[1], timeout=timeout_ms)
+                await menu.select_option(value=args[1], timeout=timeout_ms)
             except Exception:
-                await target.select_option(label=args[1], timeout=timeout_ms)
+                await menu.select_option(label=args[1], timeout=timeout_ms)
         elif name == "press":
             await page.keyboard.press(args[0])
         elif name == "scroll":

@@ -103,7 +103,7 @@ class WebShopEnv(BrowserEnv):
         return public_url(url)
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[Observation, dict[str, Any]]:
-        self._close_session()
+        self._close_session(wait=False)
         self.store = StoreServer.shared()
         pool = self.store.splits[self.split]
         index = int((options or {}).get("goal_index", self.np_random.integers(len(pool))))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,7 +231,10 @@ def test_the_display_listens_on_its_unix_socket_only():
         assert argv[argv.index(b"-nolisten"):argv.index(b"-nolisten") + 2] == [b"-nolisten", b"tcp"]
         assert Path(f"/tmp/.X11-unix/X{display.number}").is_socket()
         sleeper = display.popen(["sleep", "30"])
-        environ = Path(f"/proc/{sleeper.pid}/environ").read_bytes().split(b"\0")
+        deadline = time.monotonic() + 5
+        while not (environ := Path(f"/proc/{sleeper.pid}/environ").read_bytes().split(b"\0"))[0] \
+                and time.monotonic() < deadline:  # empty until the child has exec'd
+            time.sleep(0.01)
         assert b"DISPLAY=" + display.name.encode() in environ and not any(e.startswith(b"HOME=") for e in environ)
         assert sleeper.pid in display.pids()
     assert sleeper.returncode is not None and not Path(f"/proc/{sleeper.pid}").exists()
