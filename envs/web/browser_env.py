@@ -64,6 +64,8 @@ class BrowserEnv(Env):
     viewport: tuple[int, int] = (1024, 768)
     #: the CSS selector of the part of the page shown as text (None: the whole body)
     text_root: str | None = None
+    #: a CSS selector of elements left out of the text (None: nothing)
+    text_skip: str | None = None
 
     def __init__(self, *, screenshot: bool = False, runtime: BrowserRuntime | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -137,7 +139,7 @@ class BrowserEnv(Env):
     async def _view(self) -> PageView:
         assert self.session is not None
         page = self.session.page
-        text = await self.session.guarded(observe(page, root=self.text_root))
+        text = await self.session.guarded(observe(page, root=self.text_root, skip=self.text_skip))
         png = await self.session.guarded(self.session.screenshot()) if self.screenshot else None
         self.page_text = f"URL: {self.public_url(page.url)}\n{text}"
         return PageView(self.page_text, png)

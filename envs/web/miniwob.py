@@ -54,7 +54,9 @@ class MiniWoBEnv(BrowserEnv):
     """Options: `task` (a page name, see `task_names()`), `max_turns`, `episode_seconds`, `screenshot`."""
 
     viewport = (500, 400)
-    text_root = "#area"
+    # The task area and whatever the task adds to the body (jQuery UI dialogs), without the instruction
+    # (shown as the task line) and MiniWoB's own chrome: its start cover, click canvas and score display.
+    text_skip = "#query, #sync-task-cover, #click-canvas, #reward-display"
 
     def __init__(self, task: str, max_turns: int = 10, episode_seconds: float = 600.0, **kwargs: Any):
         super().__init__(max_turns=max_turns, **kwargs)

@@ -105,7 +105,7 @@ def click_named_button(utterance: str, page: str) -> str | None:
     """click-test-2, click-button, unicode-test: the button named in the utterance.
 
     In click-test-2 the two buttons sometimes overlap so that TWO covers ONE's centre (e.g. seed 7); then
-    Playwright's click on ONE times out and this script cannot succeed (about 1 seed in 5)."""
+    the click on ONE is refused as covered and this script cannot succeed (about 1 seed in 5)."""
     match = re.search(r'"([^"]+)"|button (\S+?)\.?$', utterance)
     if not match:
         return None
@@ -189,7 +189,22 @@ def click_collapsible(utterance: str, page: str) -> str | None:
     return f"click({section.id})" if section else None
 
 
+def click_link(utterance: str, page: str) -> str | None:
+    """The link (a script-bound span, shown as clickable) whose text is the quoted word."""
+    word = _quoted(utterance)
+    link = next((e for e in elements(page) if e.role in ("clickable", "link") and e.label == word), None)
+    return f"click({link.id})" if link else None
+
+
+def click_dialog(utterance: str, page: str) -> str | None:
+    """The dialog's close button (jQuery UI's "x", labelled Close), which the task adds outside its area."""
+    close = _button(page, "Close")
+    return f"click({close.id})" if close else None
+
+
 SCRIPTS: dict[str, Script] = {
+    "click-link": click_link,
+    "click-dialog": click_dialog,
     "click-test": click_test,
     "click-test-2": click_named_button,
     "click-button": click_named_button,

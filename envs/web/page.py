@@ -28,7 +28,7 @@ ACTIONS = {
 CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
 
 SERIALIZE_JS = r"""
-([maxChars, rootSelector]) => {
+([maxChars, rootSelector, skipSelector]) => {
   let next = window.__agentenvNextId || 1;
   const out = [];
   let size = 0;
@@ -44,6 +44,9 @@ SERIALIZE_JS = r"""
     if (tag === 'INPUT' || tag === 'TEXTAREA') return 'textbox';
     if (tag === 'SELECT') return 'combobox';
     if (el.hasAttribute('onclick') || el.hasAttribute('tabindex')) return 'clickable';
+    // Script-bound handlers leave no attribute; a pointer cursor that the parent does not share marks them.
+    if (getComputedStyle(el).cursor === 'pointer' && el.parentElement &&
+        getComputedStyle(el.parentElement).cursor !== 'pointer') return 'clickable';
     return null;
   };
   const visible = (el) => {
@@ -70,13 +73,16 @@ SERIALIZE_JS = r"""
       }
       if (child.nodeType !== Node.ELEMENT_NODE) continue;
       if (['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD'].includes(child.tagName)) continue;
+      if (skipSelector && child.matches(skipSelector)) continue;
       if (!visible(child)) continue;
       const role = roleOf(child);
       if (role === null) { walk(child, depth); continue; }
       let id = child.getAttribute('data-agentenv-id');
       if (!id) { id = String(next++); child.setAttribute('data-agentenv-id', id); }
       let line = `${indent}[${id}] ${role} ${JSON.stringify(labelOf(child))}`;
-      if (role === 'textbox') line += ` value=${JSON.stringify(child.value || '')}`;
+      if (role === 'textbox') {
+        line += `${child.tagName === 'TEXTAREA' ? ' multiline' : ''} value=${JSON.stringify(child.value || '')}`;
+      }
       if (role === 'checkbox' || role === 'radio') line += child.checked ? ' checked' : ' unchecked';
       if (role === 'combobox') {
         const options = Array.from(child.options || [])
@@ -85,7 +91,7 @@ SERIALIZE_JS = r"""
       }
       push(line);
       // Controls are leaves; containers (tablist, tree, list, dialog, menu, clickable divs...) show their insides.
-      if (!LEAF_ROLES.has(role)) walk(child, depth + 1);
+      if (!LEAF_ROLES.has(role) && !(role === 'clickable' && child.children.length === 0)) walk(child, depth + 1);
     }
   };
   const root = (rootSelector && document.querySelector(rootSelector)) || document.body;
@@ -167,9 +173,11 @@ async def stop_loading(page: Any) -> None:
             await cdp.detach()
 
 
-async def observe(page: Any, max_chars: int = MAX_OBSERVATION_CHARS, root: str | None = None) -> str:
-    """The page (or the element matching the CSS selector `root`) as text with element ids."""
-    return str(await evaluate_settled(page, SERIALIZE_JS, [max_chars, root]))
+async def observe(page: Any, max_chars: int = MAX_OBSERVATION_CHARS, root: str | None = None,
+                  skip: str | None = None) -> str:
+    """The page (or the element matching the CSS selector `root`) as text with element ids, leaving out
+    the elements that match the CSS selector `skip` (a task's own chrome, such as its score display)."""
+    return str(await evaluate_settled(page, SERIALIZE_JS, [max_chars, root, skip]))
 
 
 TARGET_JS = r"""
