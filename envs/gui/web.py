@@ -123,7 +123,7 @@ class PixelControl(BrowserEnv):
         """The text expert's next action, from a fresh text view, as one pixel action."""
         assert self.session is not None
         page = self.session.page
-        text = await self.session.guarded(observe(page, root=self.text_root))
+        text = await self.session.guarded(observe(page, root=self.text_root, skip=self.text_skip))
         self.page_text = f"URL: {self.public_url(page.url)}\n{text}"
         suggestion = await super()._expert()
         if suggestion is None:
