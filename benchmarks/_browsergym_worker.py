@@ -37,7 +37,6 @@ import logging
 import multiprocessing
 import os
 import re
-import statistics
 import sys
 import time
 import types
@@ -161,11 +160,10 @@ class Runner:
 
 
 def summary(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"n": 0}
-    ordered = sorted(samples)
-    return {"n": len(samples), "p50": statistics.median(ordered),
-            "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], "mean": statistics.fmean(ordered)}
+    """The same p50/p95/mean as our side's (benchmarks/web.py is stdlib-only at import)."""
+    web = sys.modules.get("_agentenv_bench_web") or load_module("_agentenv_bench_web",
+                                                                Path(__file__).with_name("web.py"))
+    return dict(web.summary(samples))
 
 
 def latency(request: dict[str, Any], config: str, warm_up: bool) -> dict[str, Any]:

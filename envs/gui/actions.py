@@ -20,9 +20,22 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agentenv.parsing import ActionParseError, ParsedAction
+
 ACTIONS: dict[str, tuple[type, ...]] = {
     "click": (int, int), "double_click": (int, int), "right_click": (int, int), "type": (str,), "key": (str,),
     "scroll": (int, int, int, int), "drag": (int, int, int, int), "done": (),
+}
+SIGNATURES = {"click": "click(x, y)", "double_click": "double_click(x, y)", "right_click": "right_click(x, y)",
+              "type": 'type("text")', "key": 'key("ctrl+a")', "scroll": "scroll(x, y, dx, dy)",
+              "drag": "drag(x1, y1, x2, y2)", "done": "done()"}
+EXPLAINED = {
+    "click": "left click at pixel (x, y)", "double_click": "double left click at (x, y)",
+    "right_click": "right click at (x, y)", "type": "type the text where the keyboard focus is",
+    "key": "press a key or a combination of keys joined by '+'",
+    "scroll": "move to (x, y) and scroll by dx, dy pixels (positive dy scrolls down, about 100 per wheel step)",
+    "drag": "press the left button at (x1, y1), move to (x2, y2) and release",
+    "done": "end the episode when the task is complete",
 }
 POINTS = {"click": 1, "double_click": 1, "right_click": 1, "scroll": 1, "drag": 2}
 MAX_TYPE_CHARS = 2000
@@ -127,27 +140,46 @@ def parse_combo(combo: str) -> tuple[list[str], str]:
                          f"{', '.join(sorted(NAMED_KEYS))}")
 
 
+def _spell(combo: str, backend: int) -> str:
+    """The combination in one backend's spelling: 0 for Playwright, 1 for xdotool."""
+    mods, key = parse_combo(combo)
+    names = [MODIFIERS[m][backend] for m in mods]
+    if key in NAMED_KEYS:
+        names.append(NAMED_KEYS[key][backend])
+    elif key in MODIFIERS:
+        names.append(MODIFIERS[key][backend])
+    else:
+        names.append(XDOTOOL_CHARS.get(key, key) if backend == 1 else key)
+    return "+".join(names)
+
+
 def playwright_keys(combo: str) -> str:
     """The combination in Playwright's `keyboard.press` spelling (`Control+a`, `Shift+Tab`)."""
-    mods, key = parse_combo(combo)
-    names = [MODIFIERS[m][0] for m in mods]
-    if key in NAMED_KEYS:
-        names.append(NAMED_KEYS[key][0])
-    elif key in MODIFIERS:
-        names.append(MODIFIERS[key][0])
-    else:
-        names.append(key)
-    return "+".join(names)
+    return _spell(combo, 0)
 
 
 def xdotool_keys(combo: str) -> str:
     """The combination in xdotool's keysym spelling (`ctrl+a`, `shift+Tab`, `Return`)."""
-    mods, key = parse_combo(combo)
-    names = [MODIFIERS[m][1] for m in mods]
-    if key in NAMED_KEYS:
-        names.append(NAMED_KEYS[key][1])
-    elif key in MODIFIERS:
-        names.append(MODIFIERS[key][1])
-    else:
-        names.append(XDOTOOL_CHARS.get(key, key))
-    return "+".join(names)
+    return _spell(combo, 1)
+
+
+def parsed_gui_action(text: str, screen: tuple[int, int]) -> ParsedAction:
+    """`parse_gui_action` for an env's `parse_action`: errors become the agent's error observation."""
+    try:
+        action = parse_gui_action(text, screen)
+    except GuiActionError as exc:
+        raise ActionParseError(str(exc)) from exc
+    return ParsedAction(text=text, command=str(action))
+
+
+def screen_prompt(size: tuple[int, int], subject: str) -> str:
+    """The system prompt of a GUI env: what is on the screen (`subject`), the coordinates and every action."""
+    width, height = size
+    lines = [f"  {SIGNATURES[name]}: {EXPLAINED[name]}" for name in ACTIONS]
+    return (
+        f"You operate {subject} shown as a {width}x{height} screenshot. Coordinates are pixels of the "
+        f"screenshot: x from 0 (left) to {width - 1}, y from 0 (top) to {height - 1}. Act with exactly one "
+        "action per reply, written on its last line:\n" + "\n".join(lines) + "\n"
+        "Keys: ctrl, alt, shift, meta as modifiers; " + ", ".join(sorted(NAMED_KEYS))
+        + ", or a single character; e.g. key(\"enter\"), key(\"ctrl+s\"), key(\"shift+tab\")."
+    )

@@ -26,41 +26,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from agentenv.env import Env, StepResult
-from agentenv.envs.gui.actions import ACTIONS, NAMED_KEYS, GuiActionError, parse_gui_action
+from agentenv.envs.gui.actions import parse_gui_action, parsed_gui_action, screen_prompt
 from agentenv.envs.gui.display import DisplayUnavailable, VirtualDisplay, XdotoolError
 from agentenv.messages import Message, Observation, image_part, message, observation, text_part
-from agentenv.parsing import ActionParseError, ParsedAction
+from agentenv.parsing import ParsedAction
 
 APP_PATH = Path(__file__).with_name("desktop_apps.py")
 #: the tasks of desktop_apps.TASKS, named here so that registering them does not import tkinter
 TASKS = ("click-button", "type-text", "check-boxes", "select-list", "drag-slider", "menu-command", "calculator",
          "key-press")
-SIGNATURES = {"click": "click(x, y)", "double_click": "double_click(x, y)", "right_click": "right_click(x, y)",
-              "type": 'type("text")', "key": 'key("ctrl+a")', "scroll": "scroll(x, y, dx, dy)",
-              "drag": "drag(x1, y1, x2, y2)", "done": "done()"}
-EXPLAINED = {
-    "click": "left click at pixel (x, y)", "double_click": "double left click at (x, y)",
-    "right_click": "right click at (x, y)", "type": "type the text where the keyboard focus is",
-    "key": "press a key or a combination of keys joined by '+'",
-    "scroll": "move to (x, y) and scroll by dx, dy pixels (positive dy scrolls down, about 100 per wheel step)",
-    "drag": "press the left button at (x1, y1), move to (x2, y2) and release",
-    "done": "end the episode when the task is complete",
-}
-assert set(SIGNATURES) == set(ACTIONS) == set(EXPLAINED)
-
-
-def system_prompt(size: tuple[int, int]) -> str:
-    width, height = size
-    lines = [f"  {SIGNATURES[name]}: {EXPLAINED[name]}" for name in ACTIONS]
-    return (
-        f"You operate a desktop program shown as a {width}x{height} screenshot. Coordinates are pixels of the "
-        f"screenshot: x from 0 (left) to {width - 1}, y from 0 (top) to {height - 1}. Act with exactly one "
-        "action per reply, written on its last line:\n" + "\n".join(lines) + "\n"
-        "Keys: ctrl, alt, shift, meta as modifiers; " + ", ".join(sorted(NAMED_KEYS))
-        + ", or a single character; e.g. key(\"enter\"), key(\"ctrl+s\"), key(\"shift+tab\")."
-    )
-
-
 def env_id(task: str) -> str:
     return "agentenv/Desktop-" + "".join(part.capitalize() for part in task.split("-")) + "-v0"
 
@@ -173,7 +147,7 @@ class DesktopEnv(Env):
         self.app, self._spare = self._spare or _App(self.display, self.task), None
         self.last_state = self.app.start(seed, timeout=30.0)
         self._spare = _App(self.display, self.task)
-        obs = observation(message("system", system_prompt(self.screen)), self._user_message())
+        obs = observation(message("system", screen_prompt(self.screen, "a desktop program")), self._user_message())
         return obs, {"task_type": self.task, "instruction": self.last_state["instruction"], "app_seed": seed}
 
     def _user_message(self, feedback: str = "") -> Message:
@@ -183,11 +157,7 @@ class DesktopEnv(Env):
         return message("user", [text_part(text), image_part(self.display.screenshot())])
 
     def parse_action(self, text: str) -> ParsedAction:
-        try:
-            action = parse_gui_action(text, self.screen)
-        except GuiActionError as exc:
-            raise ActionParseError(str(exc)) from exc
-        return ParsedAction(text=text, command=str(action))
+        return parsed_gui_action(text, self.screen)
 
     def _step(self, action: ParsedAction) -> StepResult:
         assert self.display is not None and self.app is not None

@@ -15,22 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from agentenv.env import StepResult
-from agentenv.envs.gui.actions import GuiActionError, parse_gui_action, playwright_keys
+from agentenv.envs.gui.actions import parse_gui_action, parsed_gui_action, playwright_keys, screen_prompt
 from agentenv.envs.web.browser_env import BrowserEnv, PageView
 from agentenv.envs.web.miniwob import MiniWoBEnv
-from agentenv.envs.web.page import WebActionError, evaluate_settled, observe, parse_web_action
+from agentenv.envs.web.page import WebActionError, action_failure, evaluate_settled, observe, parse_web_action
 from agentenv.envs.web.webshop import WebShopEnv
 from agentenv.messages import Content, image_part, text_part
-from agentenv.parsing import ActionParseError, ParsedAction
+from agentenv.parsing import ParsedAction
 
-GUI_SYSTEM_PROMPT = (
-    "You operate a computer screen to complete a task. Each turn you see a screenshot; coordinates are "
-    "pixels of that screenshot, (0, 0) at the top left. Act with exactly one of: "
-    "click(x, y), double_click(x, y), right_click(x, y), type(\"text\"), key(\"ctrl+a\"), "
-    "scroll(x, y, dx, dy), drag(x1, y1, x2, y2), done(). Keys: enter, tab, escape, backspace, delete, "
-    "space, up, down, left, right, home, end, pageup, pagedown, f1-f12 or one character, joined with + "
-    "after ctrl, alt, shift or meta. Write the action on the last line of your reply."
-)
 BOX_JS = """(id) => {
   const el = document.querySelector(`[data-agentenv-id="${id}"]`);
   if (!el) return null;
@@ -48,11 +40,11 @@ class PixelControl(BrowserEnv):
     """Turns a browser env into its pixel twin: put it first in the bases (`class X(PixelControl, Env)`)."""
 
     family = "gui"
-    system_prompt = GUI_SYSTEM_PROMPT
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.pop("screenshot", None)
         super().__init__(*args, screenshot=True, **kwargs)
+        self.system_prompt = screen_prompt(self.viewport, "a web browser")
         self.done_called = False
 
     def _reset(self, options: dict[str, Any] | None) -> Any:
@@ -72,11 +64,7 @@ class PixelControl(BrowserEnv):
         return [text_part(f"{feedback}{self.task_line()}\nScreen: {width}x{height}"), image_part(view.png)]
 
     def parse_action(self, text: str) -> ParsedAction:
-        try:
-            action = parse_gui_action(text, self.viewport)
-        except GuiActionError as exc:
-            raise ActionParseError(str(exc)) from exc
-        return ParsedAction(text=text, command=str(action))
+        return parsed_gui_action(text, self.viewport)
 
     async def _perform(self, command: str) -> None:
         assert self.session is not None
@@ -104,10 +92,10 @@ class PixelControl(BrowserEnv):
             elif name == "done":
                 self.done_called = True
         except Exception as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "closed" in message or "crashed" in message.lower():
+            failure = action_failure(action, exc)
+            if failure is None:
                 raise
-            raise WebActionError(f"{action} failed: {message[:300]}") from exc
+            raise failure from exc
         stalled = await self.session.settle()  # a click may have started a navigation: show where it leads
         if stalled:
             raise WebActionError(stalled)

@@ -204,6 +204,15 @@ TARGET_JS = r"""
 """
 
 
+def action_failure(action: object, exc: Exception) -> WebActionError | None:
+    """The agent's error for a browser call that failed, or None when the browser itself went away (the
+    session's `guarded` turns that into `BrowserCrashed`)."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "closed" in message or "crashed" in message.lower():
+        return None
+    return WebActionError(f"{action} failed: {message[:300]}")
+
+
 async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int = 5000) -> None:
     """Carry out an action on the page; `WebActionError` for what the agent got wrong.
 
@@ -254,9 +263,9 @@ async def perform(page: Any, action: WebAction, *, allowed: Any, timeout_ms: int
     except WebActionError:
         raise
     except Exception as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "closed" in message or "crashed" in message.lower():
+        failure = action_failure(action, exc)
+        if failure is None:
             raise
-        raise WebActionError(f"{action} failed: {message[:300]}") from exc
+        raise failure from exc
     with contextlib.suppress(Exception):  # a page that never finishes loading is still observable
         await page.wait_for_load_state("domcontentloaded", timeout=2000)
