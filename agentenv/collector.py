@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agentenv.budget import GroupLedger, slot_id
 from agentenv.env import Env
-from agentenv.hooks import BranchRequest, BranchStrategy, TeacherMixing
+from agentenv.hooks import BranchRequest, BranchStrategy, TeacherMixing, TreeStrategy
 from agentenv.messages import Observation, content_text
 from agentenv.policy import Policy, PolicyOutput, PolicyRequest, SamplingParams
 from agentenv.progress import CollectProgress
@@ -89,12 +90,19 @@ class _Job:
     parent: Trajectory | None = field(default=None, compare=False)
     branch: BranchRequest | None = field(default=None, compare=False)
     child_index: int = field(default=0, compare=False)
+    #: a tree rollout's episode: its id (attempt 0) and kind ("init", "branch", "global_refill", "pilot")
+    tid: str = field(default="", compare=False)
+    kind: str = field(default="init", compare=False)
 
 
 class EpisodeFailure(Exception):
     def __init__(self, cause: str, error: str):
         super().__init__(error)
         self.cause, self.error = cause, error
+
+
+class BranchingError(RuntimeError):
+    """A tree rollout was asked of an env that cannot be cloned (``clone_mode = "none"``)."""
 
 
 class EnvCreationError(RuntimeError):
@@ -120,6 +128,12 @@ class Collector:
         self.policy = policy
         self.store = store
         self.branching = branching
+        #: a budgeted tree rollout (exact episodes per group); plain ``BranchStrategy`` hooks add children freely
+        self.tree = branching if isinstance(branching, TreeStrategy) else None
+        self._groups: dict[int, GroupLedger] = {}
+        self._finished: list[Trajectory] = []
+        self._snapshots: dict[str, dict[int, Any]] = {}
+        self._clone_mode = "replay"
         self.teacher = teacher
         self.on_turn = on_turn
         self.env_id = config.env_id if env_factory else resolve_id(config.env_id)
@@ -152,19 +166,31 @@ class Collector:
         # sync envs run in threads; the default executor (cpu+4 threads) would serialise K episodes
         executor = DaemonThreadPool(max_workers=cfg.concurrency + 4, thread_name_prefix="agentenv-env")
         loop.set_default_executor(executor)
-        done = await self._finished_keys()
         jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
-        total = cfg.n_tasks * cfg.group_size
-        for task in range(cfg.n_tasks):
-            for sample in range(cfg.group_size):
-                if (task, sample) not in done:
-                    jobs.put_nowait(_Job(1, next(self._order), task, sample))
-        summary = CollectSummary(skipped=total - jobs.qsize())
+        if self.tree is not None:
+            total, skipped = await self._tree_jobs(jobs)
+        else:
+            done = await self._finished_keys()
+            total = cfg.n_tasks * cfg.group_size
+            for task in range(cfg.n_tasks):
+                for sample in range(cfg.group_size):
+                    if (task, sample) not in done:
+                        jobs.put_nowait(_Job(1, next(self._order), task, sample))
+            skipped = total - jobs.qsize()
+        summary = CollectSummary(skipped=skipped)
         if not jobs.empty():
             first = await self._new_env()
             if first is None:
                 executor.shutdown(wait=False, cancel_futures=True)
                 raise EnvCreationError(self._env_error)
+            if self.branching is not None:
+                self._clone_mode = str(getattr(getattr(first, "unwrapped", first), "clone_mode", "replay"))
+                if self._clone_mode == "none":
+                    self._discard(first)
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    raise BranchingError(f"{self.env_id} cannot be cloned (clone_mode='none'): its state is not a "
+                                         "function of its seed and the actions, so tree rollouts cannot branch on "
+                                         "it; use a roots-only algorithm (grpo, gigpo, hgpo, dagger)")
             self._spare_envs.append(first)  # the first worker takes it
         results: asyncio.Queue[Trajectory | None] = asyncio.Queue()
         with CollectProgress(total, summary.skipped, mode=cfg.progress) as progress:
@@ -172,6 +198,8 @@ class Collector:
             workers = [asyncio.create_task(self._worker(jobs, results)) for _ in range(cfg.concurrency)]
             try:
                 await jobs.join()
+                while self.tree is not None and self._next_round(jobs):
+                    await jobs.join()
             finally:
                 for w in workers:
                     w.cancel()
@@ -183,8 +211,132 @@ class Collector:
                 # a hung env call keeps its thread; do not let it hold up the end of the run
                 loop.set_default_executor(DaemonThreadPool(max_workers=4))
                 executor.shutdown(wait=False, cancel_futures=True)
+                self._snapshots.clear()
         summary.wall_seconds = time.monotonic() - started
         return summary
+
+    # ----- tree rollouts: the per-group budget ---------------------------------------------------------
+    def _roots(self, task: int) -> int:
+        assert self.tree is not None
+        n = self.tree.initial(task)
+        return self.config.group_size if n is None else n
+
+    def _root_job(self, task: int, sample: int, kind: str) -> _Job:
+        tid = f"t{task:06d}-pilot" if kind == "pilot" else self.trajectory_id(task, sample)
+        return _Job(1, next(self._order), task, sample, tid=tid, kind=kind)
+
+    def _enqueue(self, jobs: asyncio.PriorityQueue[_Job], job: _Job) -> None:
+        self._groups[job.task_index].in_flight += 1
+        jobs.put_nowait(job)
+
+    async def _tree_jobs(self, jobs: asyncio.PriorityQueue[_Job]) -> tuple[int, int]:
+        """Queue a tree collection's first jobs: its pilots or roots, and on resume whatever the stored
+        episodes say is missing (roots, granted children); returns the planned total and what is stored."""
+        assert self.tree is not None
+        tree, cfg = self.tree, self.config
+        stored: list[Trajectory] = []
+        if self.store is not None:
+            await asyncio.to_thread(self.store.open_run, cfg.run_identity())
+            stored = await asyncio.to_thread(lambda: list(self.store.episodes(errors="skip")))
+        by_task: dict[int, dict[str, Trajectory]] = {}
+        for t in stored:  # the latest attempt of each slot
+            slots = by_task.setdefault(t.task_index, {})
+            key = slot_id(t.trajectory_id)
+            if key not in slots or t.attempt > slots[key].attempt:
+                slots[key] = t
+        total = 0
+        for task in range(cfg.n_tasks):
+            have = by_task.get(task, {})
+            ledger = self._groups[task] = GroupLedger(tree.budget(task))
+            pilot = have.pop(f"t{task:06d}-pilot", None)
+            ledger.slots.update(have)
+            self._finished += [t for t in have.values() if t.status == "ok"]
+            roots: int | None = self._roots(task)
+            if tree.pilot:
+                roots = int(pilot.extra["roots"]) if pilot is not None and "roots" in pilot.extra else None
+                if roots is None:
+                    self._enqueue(jobs, self._root_job(task, -1, "pilot"))
+            for sample in range(roots or 0):
+                tid = self.trajectory_id(task, sample)
+                if tid not in ledger.slots:
+                    ledger.slots.add(tid)
+                    self._enqueue(jobs, self._root_job(task, sample, "init"))
+            ledger.next_sample = max([roots or 0, *(t.sample_index + 1 for t in have.values() if t.parent_trajectory_id
+                                                    is None)])
+            for parent in have.values():  # children granted before the interruption
+                for child in parent.extra.get("children", []):
+                    if child["id"] not in have:
+                        ledger.slots.add(child["id"])
+                        request = BranchRequest(child["turn"], 1, child["kind"], child.get("token_offset", 0))
+                        self._enqueue(jobs, _Job(0, next(self._order), task, parent.sample_index, parent=parent,
+                                                 branch=request, tid=child["id"], kind=request.kind))
+            total += ledger.budget if ledger.budget is not None else max(roots or 0, len(ledger.slots))
+        return total, len(stored)
+
+    def _after_episode(self, jobs: asyncio.PriorityQueue[_Job], job: _Job, traj: Trajectory) -> None:
+        """A tree episode finished: size the roots after a pilot, grant the branches it asks for, and fill
+        the group's free slots with global samples once nothing of it runs (unless rounds are post hoc)."""
+        assert self.tree is not None
+        tree, ledger = self.tree, self._groups[job.task_index]
+        if job.kind == "pilot":
+            roots = tree.roots_after_pilot(traj) if traj.status == "ok" else self.config.group_size
+            traj.extra["roots"] = roots
+            for sample in range(roots):
+                ledger.slots.add(self.trajectory_id(job.task_index, sample))
+                self._enqueue(jobs, self._root_job(job.task_index, sample, "init"))
+            ledger.next_sample = max(ledger.next_sample, roots)
+        elif traj.status == "ok":
+            self._finished.append(traj)
+            for request in tree.branches(traj):
+                ids = ledger.grant(traj, request)
+                tree.granted(traj, request.count, len(ids))
+                self._spawn(jobs, traj, request, ids)
+        if ledger.in_flight == 0 and not tree.post_hoc:
+            self._refill(jobs, job.task_index)
+        if ledger.in_flight == 0 and not tree.post_hoc:
+            for t in self._finished:
+                if t.task_index == job.task_index:
+                    self._snapshots.pop(t.trajectory_id, None)
+
+    def _spawn(self, jobs: asyncio.PriorityQueue[_Job], parent: Trajectory, request: BranchRequest,
+               ids: list[str]) -> None:
+        for tid in ids:
+            parent.extra.setdefault("children", []).append(
+                {"id": tid, "turn": request.turn, "token_offset": request.token_offset, "kind": request.kind})
+            self._enqueue(jobs, _Job(0, next(self._order), parent.task_index, parent.sample_index, parent=parent,
+                                     branch=request, tid=tid, kind=request.kind))
+
+    def _refill(self, jobs: asyncio.PriorityQueue[_Job], task: int) -> int:
+        """Fresh roots (``global_refill``) for every free slot of the group, all at once."""
+        ledger = self._groups[task]
+        added = 0
+        while ledger.budget is not None and ledger.free:
+            sample = ledger.next_sample
+            ledger.next_sample += 1
+            job = self._root_job(task, sample, "global_refill")
+            if job.tid in ledger.slots:
+                continue
+            ledger.slots.add(job.tid)
+            self._enqueue(jobs, job)
+            added += 1
+        return added
+
+    def _next_round(self, jobs: asyncio.PriorityQueue[_Job]) -> bool:
+        """Nothing runs: ask a post-hoc strategy for its next round, else refill; False when done."""
+        assert self.tree is not None
+        added = 0
+        if self.tree.post_hoc:
+            finished = sorted(self._finished, key=lambda t: t.trajectory_id)
+            for parent, request in self.tree.after_round(finished):
+                ids = self._groups[parent.task_index].grant(parent, request, post_hoc=True)
+                self.tree.granted(parent, request.count, len(ids))
+                if ids:
+                    # the parent is stored already; its children are found again from their own ids on resume
+                    self._spawn(jobs, parent, request, ids)
+                    added += len(ids)
+        if not added:
+            added = sum(self._refill(jobs, task) for task in self._groups)
+        return added > 0
 
     async def _finished_keys(self) -> set[tuple[int, int]]:
         if self.store is None:
@@ -244,8 +396,8 @@ class Collector:
                     if not env_ok and env is not None:
                         self._discard(env)
                         env = None
+                    self._schedule_followups(jobs, job, traj)  # before the write: it records granted children
                     await results.put(traj)
-                    self._schedule_followups(jobs, job, traj)
                 except Exception as e:  # a bug here must not lose the job silently
                     log.exception("internal error on job %s", job)
                     traj = self._new_trajectory(job)
@@ -284,7 +436,11 @@ class Collector:
         if traj.status == "failed" and traj.failure_cause in ("env_error", "env_timeout") \
                 and job.attempt < self.config.env_retries:
             jobs.put_nowait(replace(job, priority=0, order=next(self._order), attempt=job.attempt + 1))
-        if self.branching is not None and traj.status == "ok":
+            return  # the retry keeps the slot (and, in a tree, the group's count of running jobs)
+        if self.tree is not None:
+            self._groups[job.task_index].in_flight -= 1
+            self._after_episode(jobs, job, traj)
+        elif self.branching is not None and traj.status == "ok":
             for request in self.branching.branches(traj):
                 for k in range(request.count):
                     jobs.put_nowait(_Job(0, next(self._order), job.task_index, job.sample_index,
@@ -295,22 +451,31 @@ class Collector:
         cfg = self.config
         if job.parent is not None and job.branch is not None:
             parent = job.parent
-            tid = f"{parent.trajectory_id}-b{job.branch.turn}.{job.child_index}"
-            extra = {"parent": {"tree_id": parent.tree_id or parent.trajectory_id}}
-            return Trajectory(
+            tid = job.tid or f"{parent.trajectory_id}-b{job.branch.turn}.{job.child_index}"
+            if job.attempt:
+                tid += f"-a{job.attempt}"
+            tree_id = parent.tree_id or parent.trajectory_id
+            child = Trajectory(
                 trajectory_id=tid, group_id=parent.group_id, task_id=parent.task_id,
                 task_index=parent.task_index, sample_index=parent.sample_index, seed=parent.seed,
                 env_id=self.env_id, env_kwargs=cfg.env_kwargs, policy_id=self.policy.name,
-                policy_version=self.policy.version, tree_id=extra["parent"]["tree_id"],
-                parent_trajectory_id=parent.trajectory_id, branch_turn=job.branch.turn, kind=job.branch.kind,
-                started_at=time.time(),
+                policy_version=self.policy.version, attempt=job.attempt, tree_id=tree_id,
+                parent_trajectory_id=parent.trajectory_id, branch_turn=job.branch.turn,
+                branch_token_offset=job.branch.token_offset or None, kind=job.branch.kind,
+                started_at=time.time(), extra={"parent": {"tree_id": tree_id}},
             )
-        tid = self.trajectory_id(job.task_index, job.sample_index, job.attempt)
+            if job.branch.note is not None:
+                child.extra["branch"] = dict(job.branch.note)
+            return child
+        tid = job.tid or self.trajectory_id(job.task_index, job.sample_index)
+        if job.attempt:
+            tid += f"-a{job.attempt}"
         return Trajectory(
             trajectory_id=tid, group_id=f"t{job.task_index:06d}", task_id=f"t{job.task_index:06d}",
             task_index=job.task_index, sample_index=job.sample_index, seed=self.task_seed(job.task_index),
             env_id=self.env_id, env_kwargs=cfg.env_kwargs, policy_id=self.policy.name,
-            policy_version=self.policy.version, attempt=job.attempt, started_at=time.time(),
+            policy_version=self.policy.version, attempt=job.attempt, kind=job.kind, started_at=time.time(),
+            tree_id=tid if self.tree is not None and job.kind != "pilot" else None,
         )
 
     async def _run_job(self, env: Env, job: _Job) -> tuple[Trajectory, bool]:
@@ -358,28 +523,51 @@ class Collector:
         conv = Conversation(cfg.prompt)
         conv.start(obs)
         tools = obs.get("tools")
+        keep = self._clone_mode == "snapshot" and self.tree is not None
         if job.parent is not None and job.branch is not None:
-            obs = await self._replay_prefix(env, traj, conv, job.parent, job.branch.turn, obs)
+            obs = await self._clone_prefix(env, traj, conv, job.parent, job.branch.turn, obs)
+            if job.branch.token_offset:
+                tools = obs.get("tools", tools)
+                turn, obs = await self._turn(env, traj, conv, len(traj.turns), obs, tools,
+                                             forced=job.parent.turns[job.branch.turn], keep=job.branch.token_offset)
+                if await self._record(env, traj, turn, keep):
+                    return
+        elif keep:
+            self._snapshots.setdefault(traj.trajectory_id, {})[0] = await asyncio.to_thread(env.snapshot)
         for index in range(len(traj.turns), cfg.max_turns):
             tools = obs.get("tools", tools)
             turn, obs = await self._turn(env, traj, conv, index, obs, tools)
-            traj.turns.append(turn)
-            if self.on_turn is not None:
-                self.on_turn(traj, turn)
-            if turn.terminated or turn.truncated:
-                traj.terminated, traj.truncated = turn.terminated, turn.truncated
+            if await self._record(env, traj, turn, keep):
                 return
         traj.truncated = True
         traj.extra["truncated_by"] = "collector_max_turns"
 
+    async def _record(self, env: Env, traj: Trajectory, turn: Turn, keep_snapshot: bool) -> bool:
+        """Append a played turn; True when it ended the episode."""
+        traj.turns.append(turn)
+        if self.on_turn is not None:
+            self.on_turn(traj, turn)
+        if turn.terminated or turn.truncated:
+            traj.terminated, traj.truncated = turn.terminated, turn.truncated
+            return True
+        if keep_snapshot:
+            self._snapshots.setdefault(traj.trajectory_id, {})[turn.index + 1] = await asyncio.to_thread(env.snapshot)
+        return False
+
     async def _turn(self, env: Env, traj: Trajectory, conv: Conversation, index: int, obs: Observation,
-                    tools: list[dict[str, Any]] | None) -> tuple[Turn, Observation]:
+                    tools: list[dict[str, Any]] | None, forced: Turn | None = None,
+                    keep: int = 0) -> tuple[Turn, Observation]:
+        """Play one turn. With ``forced`` (a parent's turn) the action starts with its first ``keep`` tokens
+        and the policy samples the rest (APPO's fork inside a turn)."""
         messages = conv.messages()
         continuation = conv.continuation(messages)
         sampling = replace(self.config.sampling, seed=self._sampling_seed(traj.trajectory_id, index))
         request = PolicyRequest(messages=messages, sampling=sampling, tools=tools,
                                 admissible=obs.get("admissible"), continuation=continuation,
-                                trajectory_id=traj.trajectory_id, turn=index)
+                                trajectory_id=traj.trajectory_id, turn=index,
+                                prefix_hint=traj.parent_trajectory_id or "")
+        if forced is not None:
+            request = self._forced_request(request, traj, forced, keep)
         teacher = self.teacher
         if self.policy.wants_expert or (teacher is not None and teacher.teacher.wants_expert):
             request.expert_action = await self._env_call("expert_action", env.expert_action_async())
@@ -392,6 +580,9 @@ class Collector:
         if teacher_acts and not out.completion_ids and hasattr(self.policy, "tokenize_action"):
             # a text-only teacher acted: keep the episode's token stream in the student's tokens
             out = self.policy.tokenize_action(request, out.text)
+        if forced is not None:
+            out = self._joined_output(forced, keep, out)
+            request.continuation = continuation
         policy_seconds = time.monotonic() - t0
         t1 = time.monotonic()
         next_obs, reward, terminated, truncated, info = await self._env_call("step", env.step_async(out.text))
@@ -408,6 +599,44 @@ class Collector:
             turn.completion_mask = [0] * len(turn.completion_ids)
         conv.record(messages, out, out.text, next_obs)
         return turn, next_obs
+
+    def _forced_request(self, request: PolicyRequest, traj: Trajectory, forced: Turn, keep: int) -> PolicyRequest:
+        """The request that continues ``forced``'s action after its first ``keep`` tokens: the exact prompt
+        the parent saw at that turn, then those tokens, as token ids."""
+        if not hasattr(self.policy, "decode"):
+            raise EpisodeFailure("internal", f"policy {self.policy.name} cannot decode tokens, so it cannot "
+                                 "continue a turn from a token prefix")
+        if keep >= len(forced.completion_ids) or not forced.prompt_ids:
+            raise EpisodeFailure("internal", f"cannot fork inside turn {forced.index} after {keep} tokens: the turn "
+                                 f"has {len(forced.completion_ids)} sampled tokens")
+        context: list[int] = []
+        for _, prompt in traj.full_prompts():  # the copied turns: the parent's own
+            context = prompt
+        if traj.turns:
+            context = context + traj.turns[-1].completion_ids
+        prompt = context[: forced.prompt_offset] + forced.prompt_ids
+        sampling = replace(request.sampling, max_tokens=max(1, request.sampling.max_tokens - keep))
+        return replace(request, prompt_ids=prompt + forced.completion_ids[:keep], sampling=sampling,
+                       continuation=None)
+
+    def _joined_output(self, forced: Turn, keep: int, out: PolicyOutput) -> PolicyOutput:
+        """The parent's first ``keep`` tokens (with their recorded behaviour log-probs, by reference) joined
+        to what the policy sampled after them, as one action."""
+        ids = forced.completion_ids[:keep] + list(out.completion_ids or [])
+
+        def joined(mine: list[Any] | None, theirs: list[Any]) -> list[Any] | None:
+            if mine is None or len(theirs) < keep:
+                return None
+            return theirs[:keep] + list(mine)
+
+        prompt = list(out.prompt_ids or [])
+        head = self.policy.decode(forced.completion_ids[:keep])  # type: ignore[attr-defined]
+        return replace(out, text=head + out.text,
+                       prompt_ids=prompt[: len(prompt) - keep] if prompt else None, completion_ids=ids,
+                       logprobs=joined(out.logprobs, forced.logprobs),
+                       top_ids=joined(out.top_ids, forced.top_ids),
+                       top_logprobs=joined(out.top_logprobs, forced.top_logprobs),
+                       entropies=joined(out.entropies, forced.entropies))
 
     def _make_turn(self, index: int, obs: Observation, out: PolicyOutput, request: PolicyRequest,
                    next_obs: Observation, reward: float, terminated: bool, truncated: bool,
@@ -434,22 +663,33 @@ class Collector:
             admissible=obs.get("admissible"), info=info, policy_version=out.policy_version,
         )
 
-    async def _replay_prefix(self, env: Env, traj: Trajectory, conv: Conversation, parent: Trajectory,
-                             turn: int, obs: Observation) -> Observation:
-        """Re-run the parent's first ``turn`` actions and copy those turns, checking the env agrees."""
+    async def _clone_prefix(self, env: Env, traj: Trajectory, conv: Conversation, parent: Trajectory,
+                            turn: int, obs: Observation) -> Observation:
+        """Bring a fresh env to the parent's state before ``turn`` and copy those turns (by reference: the
+        child shares the parent's token and log-prob lists). The env is restored from the parent's
+        snapshot where it keeps them, else it re-plays the parent's actions, and each answer must equal the
+        recorded one."""
         if not 0 <= turn < len(parent.turns):
             raise EpisodeFailure("internal", f"cannot branch {parent.trajectory_id} at turn {turn}")
+        snapshot = self._snapshots.get(parent.trajectory_id, {}).get(turn)
+        if snapshot is not None:
+            await self._env_call("restore", asyncio.to_thread(env.restore, snapshot))
+        prompts = [prompt for _, prompt in itertools.islice(parent.full_prompts(), turn)]
         for index in range(turn):
             recorded = parent.turns[index]
             messages = conv.messages()
-            next_obs, *_ = await self._env_call("step", env.step_async(recorded.action))
-            if [dict(m) for m in next_obs["messages"]] != recorded.feedback:
-                raise EpisodeFailure("env_error", f"replaying {parent.trajectory_id} diverged at turn {index}: "
-                                     "the env is not deterministic under its seed")
-            copied = copy.deepcopy(recorded)
-            traj.turns.append(copied)
-            full_prompt = parent.full_prompt_ids(index)
-            conv.record(messages, PolicyOutput(text=recorded.action, prompt_ids=full_prompt or None,
+            if snapshot is None:
+                next_obs, *_ = await self._env_call("step", env.step_async(recorded.action))
+                if [dict(m) for m in next_obs["messages"]] != recorded.feedback:
+                    raise EpisodeFailure("env_error", f"replaying {parent.trajectory_id} diverged at turn {index}: "
+                                         "the env is not deterministic under its seed")
+            else:
+                following = parent.turns[index + 1]
+                next_obs = {"messages": recorded.feedback}
+                if following.admissible is not None:
+                    next_obs["admissible"] = following.admissible
+            traj.turns.append(copy.copy(recorded))
+            conv.record(messages, PolicyOutput(text=recorded.action, prompt_ids=prompts[index] or None,
                                                completion_ids=recorded.completion_ids or None),
                         recorded.action, next_obs)
             obs = next_obs

@@ -51,6 +51,11 @@ class Env(gym.Env[Observation, str]):
     #: worlds), so a server may call them on its event loop instead of hopping to a worker thread. Never set
     #: it on an env that does I/O, sleeps, runs a sandbox or a browser, or may take over a millisecond.
     nonblocking_steps: ClassVar[bool] = False
+    #: how a tree rollout clones an episode at a turn: "replay" (a fresh env under the same seed re-plays
+    #: the parent's actions, and the collector checks every answer equals the recorded one), "snapshot"
+    #: (the env implements ``_snapshot``/``_restore``) or "none" (its state is not a function of seed and
+    #: actions: branching refuses it with an error instead of producing diverged children)
+    clone_mode: ClassVar[str] = "replay"
 
     def __init__(
         self,
@@ -95,6 +100,24 @@ class Env(gym.Env[Observation, str]):
 
     def _close(self) -> None:
         """Release resources; called once however often ``close`` is called."""
+
+    def _snapshot(self) -> Any:
+        """The episode's state, for envs with ``clone_mode = "snapshot"`` (restored by ``_restore``)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no snapshots (clone_mode={self.clone_mode!r})")
+
+    def _restore(self, state: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} keeps no snapshots (clone_mode={self.clone_mode!r})")
+
+    def snapshot(self) -> Any:
+        """A copy of the running episode's state that :meth:`restore` brings back, on this or another
+        instance of the same env (after its ``reset`` with the same seed)."""
+        return {"turn": self.turn, "invalid_actions": self.invalid_actions, "done": self._done,
+                "transcript": list(self._transcript), "env": self._snapshot()}
+
+    def restore(self, state: Any) -> None:
+        self._restore(state["env"])
+        self.turn, self.invalid_actions, self._done = state["turn"], state["invalid_actions"], state["done"]
+        self._transcript = list(state["transcript"])
 
     # ----- the gymnasium contract -------------------------------------------------------------------
     def reset(

@@ -67,6 +67,9 @@ class PolicyRequest:
     #: which episode and turn this is (replay policies look recorded actions up by them)
     trajectory_id: str = ""
     turn: int = 0
+    #: another episode whose tokens this prompt probably extends (a fork's parent): a backend with a
+    #: per-episode prefix cache may start from that episode's cached keys and values
+    prefix_hint: str = ""
 
 
 @dataclass

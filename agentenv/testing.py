@@ -132,6 +132,30 @@ class CountdownEnv(Env):
         return f"Action: {self.value - 1}"
 
 
+class AnyReplyEnv(Env):
+    """Every reply is a valid action; after ``turns`` replies the episode ends with reward 1 if the last
+    reply has an even number of characters. A tiny random model gets mixed outcomes here, so trainers have
+    a signal and tree rollouts have tool boundaries to branch at (tests of trainers and tree rollouts)."""
+
+    family = "test"
+
+    def __init__(self, turns: int = 3, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.turns = turns
+
+    def _reset(self, options: dict[str, Any] | None) -> tuple[Observation, dict[str, Any]]:
+        word = ["apple", "river", "stone", "cloud"][int(self.np_random.integers(0, 4))]
+        return observation(f"Say anything about {word}, {self.turns} times."), {"task_type": word}
+
+    def parse_action(self, text: str) -> ParsedAction:
+        return ParsedAction(text=text, command=text)
+
+    def _step(self, action: ParsedAction) -> StepResult:
+        if self.turn < self.turns:
+            return StepResult(observation(f"Noted ({len(action.text)} characters). Again."))
+        return StepResult(observation("Done."), reward=float(len(action.text) % 2 == 0), terminated=True)
+
+
 def expert_text(request: PolicyRequest) -> str:
     """A respond function for :class:`ScriptedPolicy` that plays the first admissible action."""
     if request.admissible:

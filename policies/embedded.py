@@ -50,6 +50,8 @@ class _Row:
     entropies: list[float] = field(default_factory=list)
     finish: str | None = None
     trajectory_id: str = ""
+    #: a fork's parent episode, whose cached prefix it may share
+    prefix_hint: str = ""
     #: per layer (keys, values) of ``prompt[:reused]``, shaped [kv heads, reused, head dim]
     prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     reused: int = 0
@@ -317,7 +319,8 @@ class TransformersPolicy:
             if sp.seed is not None:
                 generator = torch.Generator(self.device).manual_seed(sp.seed)
             row = _Row(prompt, sp, min(sp.max_tokens, self.max_context - len(prompt)), generator,
-                       trajectory_id=request.trajectory_id, on_token=on_token[i])
+                       trajectory_id=request.trajectory_id, on_token=on_token[i],
+                       prefix_hint=request.prefix_hint)
             self._take_prefix(row)
             rows[i] = row
         if rows:
@@ -356,6 +359,10 @@ class TransformersPolicy:
     def _take_prefix(self, row: _Row) -> None:
         """Give ``row`` the kept keys/values of its episode's longest common prefix with its prompt."""
         kept = self._prefixes.pop(row.trajectory_id, None) if row.trajectory_id else None
+        if kept is None and row.prefix_hint:  # a fork: its parent's cache is shared, not taken
+            kept = self._prefixes.get(row.prefix_hint)
+            if kept is not None:
+                self._prefixes.move_to_end(row.prefix_hint)
         if kept is None:
             return
         n = 0

@@ -416,7 +416,7 @@ def _episode(body: _Common, raw: Request) -> dict[str, Any]:
     the prefix cache; the turn header lets the replay server answer with the recorded turn."""
     turn = raw.headers.get("x-agentenv-turn", "")
     return {"trajectory_id": body.prompt_cache_key or raw.headers.get("x-agentenv-trajectory", ""),
-            "turn": int(turn) if turn.isdigit() else 0}
+            "turn": int(turn) if turn.isdigit() else 0, "prefix_hint": raw.headers.get("x-agentenv-prefix-hint", "")}
 
 
 def _sampling(body: _Common, max_tokens: int, k: int) -> SamplingParams:

@@ -170,6 +170,8 @@ class OpenAIPolicy:
         if request.trajectory_id:
             body["prompt_cache_key"] = request.trajectory_id
         headers = {"X-Agentenv-Trajectory": request.trajectory_id, "X-Agentenv-Turn": str(request.turn)}
+        if request.prefix_hint:  # a fork: agentenv's server shares its parent's cache (vLLM finds it by hash)
+            headers["X-Agentenv-Prefix-Hint"] = request.prefix_hint
         k = max(sp.top_logprobs, 1)
         if self.renderer is not None:
             if request.prompt_ids is not None:

@@ -120,6 +120,10 @@ class _App:
 class DesktopEnv(Env):
     """One desktop task of :mod:`agentenv.envs.gui.desktop_apps` (ids ``agentenv/Desktop-<Task>-v0``)."""
 
+    #: the Tk programs' state lives in another process (focus, timers, window placement): a replay of
+    #: clicks is not guaranteed to reach the same screen, so tree rollouts are refused
+    clone_mode = "none"
+
     family = "gui"
 
     def __init__(self, task: str, max_turns: int = 15, screen: tuple[int, int] = (640, 480),

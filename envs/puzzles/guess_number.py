@@ -17,6 +17,7 @@ class GuessNumberEnv(Env):
 
     family = "puzzle"
     nonblocking_steps = True  # microsecond steps: the env server runs them on its event loop
+    clone_mode = "snapshot"  # two integers of state: a fork restores them instead of re-playing guesses
 
     def __init__(self, low: int = 1, high: int = 100, max_turns: int = 10, **kwargs: Any):
         super().__init__(max_turns=max_turns, **kwargs)
@@ -57,6 +58,12 @@ class GuessNumberEnv(Env):
 
     def parse_action(self, text: str) -> ParsedAction:
         return self.parser.parse(text)
+
+    def _snapshot(self) -> tuple[int, tuple[int, int]]:
+        return self.secret, self._bounds
+
+    def _restore(self, state: tuple[int, tuple[int, int]]) -> None:
+        self.secret, self._bounds = state[0], (state[1][0], state[1][1])
 
     def _step(self, action: ParsedAction) -> StepResult:
         guess = int(action.tool_calls[0].arguments["number"])
