@@ -198,7 +198,7 @@ def serve_policy(
 
 @app.command(context_settings={"allow_extra_args": False})
 def train(
-    algo: Annotated[str, typer.Argument(help="grpo | gigpo | hgpo | dagger")],
+    algo: Annotated[str, typer.Argument(help="grpo | gigpo | hgpo | dagger | arpo | aepo | appo | trace")],
     overrides: Annotated[list[str] | None, typer.Argument(help="option overrides key=value (see "
                                                                  "agentenv/trainers/config.py)")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="a YAML run config")] = None,

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agentenv.hooks import TeacherMixing
+from agentenv.hooks import TeacherMixing, TreeStrategy
 from agentenv.trajectory import Trajectory
 
 from .config import TrainConfig
-from .losses import LossConfig
+from .losses import FutureKL, LossConfig
 from .rows import Row
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
+
+
+@dataclass(frozen=True)
+class BranchContext:
+    """What a tree rollout may use to choose branch points (see ``Trainer.branch_context``)."""
+
+    vocab_size: int
+    #: the learner's current log-probs of each episode's sampled action tokens, per token of its sequence
+    #: row (``logprobs(episodes)[i][t]``)
+    logprobs: Callable[[Sequence[Trajectory]], list[list[float]]] | None = None
+    #: the same under the weights before the last update (None before the first update)
+    previous_logprobs: Callable[[Sequence[Trajectory]], list[list[float]] | None] | None = None
+    #: a token's text (APPO never forks after a whitespace-only token)
+    token_text: Callable[[int], str] | None = None
 
 
 class Algorithm(abc.ABC):
@@ -28,6 +43,8 @@ class Algorithm(abc.ABC):
     sft: ClassVar[bool] = False
     #: the option values of the released recipe (§9.8), applied under a run's YAML file and overrides
     preset: ClassVar[dict[str, Any]] = {}
+    #: collects rollout trees (:meth:`branching`); its groups must then hold exactly their budget (§9.1)
+    tree: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -39,12 +56,36 @@ class Algorithm(abc.ABC):
 
     def loss_config(self) -> LossConfig:
         c = self.config
+        future_kl = None
+        if c.future_kl_weight:
+            future_kl = FutureKL(decay_rate=c.future_kl_decay, clip=c.future_kl_clip, weight=c.future_kl_weight,
+                                 high_only=c.future_kl_high_only, safety_thresh=c.safety_thresh)
+        entropy_advantage = 0.0 if c.compat_aepo_entropy_noop else c.entropy_advantage
         return LossConfig(clip_low=c.clip_low, clip_high=c.clip_high, dual_clip=c.dual_clip,
-                          aggregation=c.aggregation, kl=c.kl, kl_coef=c.kl_coef,  # type: ignore[arg-type]
-                          entropy_coef=c.entropy_coef)
+                          aggregation=c.aggregation, kl=c.kl if c.kl_coef else None,  # type: ignore[arg-type]
+                          kl_coef=c.kl_coef,
+                          entropy_coef=c.entropy_coef, clip_mode=c.clip_mode,  # type: ignore[arg-type]
+                          entropy_advantage=entropy_advantage, future_kl=future_kl,
+                          drop_dual_clipped_sequences=c.drop_dual_clipped)
 
     def teacher(self, step: int) -> TeacherMixing | None:
         return None
+
+    def branching(self, step: int, context: BranchContext) -> TreeStrategy | None:
+        """The tree rollout of step ``step``'s collection (None: ``group_size`` independent roots)."""
+        return None
+
+    def keeps_previous_weights(self) -> bool:
+        """Whether branch selection compares the policy before and after the last update (APPO)."""
+        return False
+
+    def sampling_top_logprobs(self) -> int:
+        """Top log-probs to record per sampled token (the entropy proxies of ARPO, AEPO and APPO)."""
+        return int(getattr(self.config, "top_logprobs", 0) or 0)
+
+    def metrics(self, trajectories: Sequence[Trajectory]) -> dict[str, float]:
+        """What this algorithm is about, measured on a step's episodes (branching, entropies...)."""
+        return {}
 
     def eval_teacher(self) -> TeacherMixing | None:
         """A teacher that labels the evaluation episodes' states without acting (for teacher agreement)."""
@@ -57,8 +98,9 @@ class Algorithm(abc.ABC):
 
     @abc.abstractmethod
     def rows_and_advantages(self, trajectories: Sequence[Trajectory],
-                            label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[float]]:
-        """The training rows of a batch of finished episodes and one advantage per row."""
+                            label_tokens: Callable[[str], list[int]]) -> tuple[list[Row], list[Any]]:
+        """The training rows of a batch of finished episodes and, per row, one advantage for all its tokens
+        or a list with one per token (tree credit assignment)."""
 
 
 #: the loss options every policy-gradient algorithm reads
@@ -87,4 +129,7 @@ def algorithm_preset(name: str) -> dict[str, Any]:
 
 
 def _load_builtins() -> None:
-    from . import dagger, gigpo, grpo, hgpo  # noqa: F401  (each registers itself)
+    import importlib
+
+    for module in ("grpo", "gigpo", "hgpo", "dagger", "arpo", "aepo", "appo", "trace"):
+        importlib.import_module(f"{__package__}.{module}")  # each registers itself

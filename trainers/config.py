@@ -28,7 +28,7 @@ COMMON = frozenset({
 class TrainConfig:
     """Every option of a run. Each algorithm starts from its preset (§9.8, the ``preset`` of its class)."""
 
-    #: grpo | gigpo | hgpo | dagger
+    #: grpo | gigpo | hgpo | dagger | arpo | aepo | appo | trace
     algo: str = "grpo"
     #: the environment id (or an env server URL) and its keyword arguments
     env: str = "agentenv/ALFWorld-v0"
@@ -118,6 +118,67 @@ class TrainConfig:
     #: the probability that the teacher acts at a turn of step i: beta0 * beta_decay ** i
     beta0: float = 1.0
     beta_decay: float = 0.5
+    # --- tree rollouts (ARPO, AEPO, APPO, TRACE): group_size is the budget M of episodes per task ---
+    #: global samples started from the prompt (N; the rest of the budget goes to branches). None: group_size
+    initial_rollouts: int | None = None
+    #: ARPO/AEPO: copies considered per branch event is beam_size − 1 (Z − 1)
+    beam_size: int = 2
+    #: ARPO: P(branch) = clip(branch_probability + entropy_weight·ΔH, 0, 1) (α and β of §2b)
+    branch_probability: float = 0.5
+    entropy_weight: float = 0.2
+    #: tokens of a segment whose entropy is summed (ARPO's k = 20)
+    entropy_window: int = 20
+    #: paper_probe: ΔH from the tokens generated after the tool result; code_lagged: from the segment
+    #: before it (the released code, one round behind)
+    entropy_timing: str = "paper_probe"
+    #: a fork keeps its root's initial entropy (the paper); False: its first own segment's (the code)
+    branch_inherits_h_init: bool = True
+    #: top log-probs recorded per sampled token (entropy proxies); 0: use the exact entropies
+    top_logprobs: int = 0
+    #: soft: plain GRPO over every sequence; hard: a shared token gets its sequences' mean advantage, once
+    attribution: str = "soft"
+    # --- AEPO ---
+    #: entropy pre-monitoring: a pilot episode per task sizes its global samples (m = k·σ(β(H_root − H_tool)))
+    dynamic_rollouts: bool = False
+    pre_monitor_beta: float = 0.5
+    #: the consecutive-branch penalty's slope (P shrinks by this factor per consecutive branching round)
+    branch_penalty: float = 0.05
+    #: standard | entropy_balanced (AEPO's stop-gradient upper clip)
+    clip_mode: str = "standard"
+    #: α of the entropy-aware advantage A·(1 + α·z(H)); 0: off
+    entropy_advantage: float = 0.0
+    #: where z(H) is normalised: micro | mini (the mini-batch, the default) | global (the whole step)
+    entropy_norm_scope: str = "mini"
+    #: reproduce the released AEPO code, where the entropy-aware advantage silently does nothing (§3h)
+    compat_aepo_entropy_noop: bool = False
+    # --- APPO ---
+    #: the policy Ω compares the sampler with: trainer_recompute (the released code: the trainer's log-probs
+    #: at θ_old, numerical drift only) | post_update_policy (the policy after the previous update against
+    #: the one before it: a real policy change; our reading, §4h)
+    omega_reference: str = "post_update_policy"
+    omega_gamma: float = 1.0
+    omega_clip: float = 0.2
+    #: the reward scale M of the released code (inert for outcome-only rewards; off by default)
+    reward_scale: bool = False
+    reward_scale_discount: float = 0.9
+    #: the future-KL token reweighting (FIPO): decay rate (γ_f = 2^(−1/decay)), clip, weight b, high-only
+    #: lower bound, the safety threshold; future_kl_weight 0 turns it off
+    future_kl_decay: float = 64.0
+    future_kl_clip: float = 0.2
+    future_kl_weight: float = 0.0
+    future_kl_high_only: bool = True
+    safety_thresh: float = 6.0
+    #: drop every sequence with more than one dual-clipped token from the loss
+    drop_dual_clipped: bool = False
+    # --- TRACE [RECONSTRUCTED] ---
+    #: share of the budget spent on prompt roots (the rest on turn-prefix anchors)
+    root_fraction: float = 0.5
+    #: roots per prompt at least
+    min_roots: int = 2
+    #: mixed_prob (P(a sibling group is mixed)) | pair_count (expected success/failure pairs)
+    contrast: str = "mixed_prob"
+    #: beta (Beta-Bernoulli per prefix) | learned (a small MLP over hashed prefix features)
+    predictor: str = "beta"
     # --- bookkeeping ---
     #: a checkpoint every N steps (and always at the end); 0: only at the end
     checkpoint_every: int = 0
@@ -140,6 +201,16 @@ class TrainConfig:
             raise ValueError(f"minibatch_rows must be >= 1, got {self.minibatch_rows}")
         if self.max_staleness < 0:
             raise ValueError(f"max_staleness must be >= 0, got {self.max_staleness}")
+        if self.initial_rollouts is not None and not 1 <= self.initial_rollouts <= self.group_size:
+            raise ValueError(f"initial_rollouts must be in [1, group_size={self.group_size}], got "
+                             f"{self.initial_rollouts}")
+        choices = {"entropy_timing": ("paper_probe", "code_lagged"), "attribution": ("soft", "hard"),
+                   "clip_mode": ("standard", "entropy_balanced"), "entropy_norm_scope": ("micro", "mini", "global"),
+                   "omega_reference": ("post_update_policy", "trainer_recompute"),
+                   "contrast": ("mixed_prob", "pair_count"), "predictor": ("beta", "learned")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
 
@@ -170,7 +241,12 @@ def load_config(algo: str, path: str | None = None, overrides: list[str] | None 
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"expected key=value, got {item!r}")
-        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        key = key.strip()
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if key in fields and typing.get_type_hints(TrainConfig).get(key) is str and not isinstance(value, str) \
+                and value is not None:
+            value = raw.strip()  # YAML reads off/no/on as booleans; a text option means the text
+        values[key] = value
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown options: {', '.join(unknown)} (see agentenv/trainers/config.py)")

@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
-from .losses import LossConfig, PolicyLoss, sft_loss
-from .rows import Row, pack_by_tokens
+from agentenv.trajectory import Trajectory
+
+from .losses import EntropyStats, LossConfig, PolicyLoss, sft_loss
+from .rows import Row, pack_by_tokens, sequence_rows
 
 
 @dataclass
@@ -30,7 +32,9 @@ class Batch:
     advantages: torch.Tensor  # [B, T]
 
 
-def collate(rows: Sequence[Row], advantages: Sequence[float], pad_id: int, device: torch.device) -> Batch:
+def collate(rows: Sequence[Row], advantages: Sequence[float | Sequence[float]], pad_id: int,
+            device: torch.device) -> Batch:
+    """Right-padded tensors of ``rows``; an advantage is one number for the whole row or one per token."""
     width = max(len(r) for r in rows)
     shape = (len(rows), width)
     tokens = torch.full(shape, pad_id, dtype=torch.long)
@@ -42,7 +46,7 @@ def collate(rows: Sequence[Row], advantages: Sequence[float], pad_id: int, devic
         attention[b, :n] = 1
         mask[b, :n] = torch.tensor(row.mask, dtype=torch.float32)
         old[b, :n] = torch.tensor(row.old_logp, dtype=torch.float32)
-        adv[b, :n] = a
+        adv[b, :n] = a if isinstance(a, (int, float)) else torch.tensor(list(a), dtype=torch.float32)
     return Batch(tokens.to(device), attention.to(device), mask.to(device), old.to(device), (adv * mask).to(device))
 
 
@@ -88,6 +92,8 @@ class LearnerConfig:
     minibatch_rows: int | None = None
     #: seeds the per-epoch shuffle of the rows into mini-batches
     seed: int = 0
+    #: where AEPO's entropy-aware advantage normalises the entropy: micro | mini | global (§3h)
+    entropy_norm_scope: str = "mini"
 
 
 class Learner:
@@ -110,7 +116,7 @@ class Learner:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def collate(self, rows: Sequence[Row], advantages: Sequence[float] | None = None) -> Batch:
+    def collate(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]] | None = None) -> Batch:
         return collate(rows, advantages if advantages is not None else [0.0] * len(rows), self.pad_id, self.device)
 
     def reference_logprobs(self, batch: Batch) -> torch.Tensor:
@@ -132,7 +138,51 @@ class Learner:
         self.steps += 1
         return float(norm)
 
-    def update(self, rows: Sequence[Row], advantages: Sequence[float]) -> dict[str, float]:
+    def entropy_stats(self, rows: Sequence[Row]) -> EntropyStats:
+        """The policy's entropy over the trained tokens of ``rows`` (no gradient), for the entropy-aware
+        advantage's normalisation over a mini-batch or the whole step."""
+        stats = EntropyStats()
+        with torch.no_grad():
+            for group in pack_by_tokens([len(r) for r in rows], self.config.micro_batch_tokens):
+                batch = self.collate([rows[i] for i in group])
+                with self.autocast():
+                    _, entropy = token_logprobs(self.model, batch, self.config.temperature, with_entropy=True)
+                assert entropy is not None
+                stats.add(entropy.float(), batch.mask)
+        return stats
+
+    #: keep the trainable weights from before the latest update (APPO's future value compares the two)
+    keep_previous: bool = False
+    _previous: dict[str, torch.Tensor] | None = None
+
+    def recorded_logprobs(self, episodes: Sequence[Trajectory]) -> list[list[float]]:
+        """The current policy's log-probs of each episode's sampled action tokens, per token of its sequence
+        row (0 on prompt and observation tokens)."""
+        return self._score(self.model, sequence_rows(episodes))
+
+    def previous_logprobs(self, episodes: Sequence[Trajectory]) -> list[list[float]] | None:
+        """The same under the weights before the latest update; None before the first one."""
+        if self._previous is None:
+            return None
+        previous = self._previous
+
+        def before(**inputs: Any) -> Any:
+            return torch.func.functional_call(self.model, previous, args=(), kwargs=inputs, strict=False)
+
+        return self._score(before, sequence_rows(episodes))
+
+    def _score(self, model: Any, rows: Sequence[Row]) -> list[list[float]]:
+        out: list[list[float]] = [[] for _ in rows]
+        with torch.no_grad():
+            for group in pack_by_tokens([len(r) for r in rows], self.config.micro_batch_tokens):
+                batch = self.collate([rows[i] for i in group])
+                with self.autocast():
+                    logp, _ = token_logprobs(model, batch, self.config.temperature)
+                for b, i in enumerate(group):
+                    out[i] = (logp[b, :len(rows[i])].float() * batch.mask[b, :len(rows[i])]).tolist()
+        return out
+
+    def update(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
         """``epochs`` passes over ``rows`` (with their per-row advantages), each split into mini-batches of
         ``minibatch_rows`` rows (one optimizer step each; all rows in one step by default), the rows shuffled
         per epoch when there are several mini-batches; returns the metrics averaged over the steps."""
@@ -144,7 +194,13 @@ class Learner:
         order = list(range(len(rows)))
         sums: dict[str, float] = {}
         steps = 0
+        if self.keep_previous:
+            self._previous = {name: p.detach().clone() for name, p in self.model.named_parameters()
+                              if p.requires_grad}
         self.model.train()
+        self._global_entropy = None
+        if self.loss.config.entropy_advantage and c.entropy_norm_scope == "global":
+            self._global_entropy = self.entropy_stats(rows)
         for _ in range(c.epochs):
             if size < len(rows):
                 order = torch.randperm(len(rows), generator=self._shuffle).tolist()
@@ -162,7 +218,9 @@ class Learner:
                         "optimizer_steps": float(steps)})
         return metrics
 
-    def _step(self, rows: Sequence[Row], advantages: Sequence[float]) -> dict[str, float]:
+    _global_entropy: EntropyStats | None = None
+
+    def _step(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
         """One optimizer step on a mini-batch: micro-batches packed by tokens, gradients accumulated so
         that they sum to the gradient of the mini-batch's loss.
 
@@ -173,8 +231,12 @@ class Learner:
         per_row = loss_cfg.aggregation != "token-mean"
         total = float(len(rows) if per_row else sum(r.n_trained for r in rows))
         needs_entropy = loss_cfg.entropy_coef > 0
+        entropy_adv = bool(loss_cfg.entropy_advantage) and not self.sft
+        stats = self._global_entropy
+        if entropy_adv and c.entropy_norm_scope == "mini":
+            stats = self.entropy_stats(rows)
         inert = not self.sft and loss_cfg.kl is None and not needs_entropy
-        live = [i for i in range(len(rows)) if not inert or advantages[i] != 0]
+        live = [i for i in range(len(rows)) if not inert or _nonzero(advantages[i])]
         live_total = float(len(live) if per_row else sum(rows[i].n_trained for i in live))
         sums: dict[str, float] = {"rows_skipped": float(len(rows) - len(live)), "loss": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
@@ -190,7 +252,8 @@ class Learner:
             else:
                 ref = self.reference_logprobs(batch) if loss_cfg.kl is not None else None
                 out = self.loss(logp, batch.old_logp, batch.advantages, batch.mask, ref_logp=ref,
-                                entropy=entropy if needs_entropy else None)
+                                entropy=entropy if needs_entropy or entropy_adv else None,
+                                entropy_stats=stats if entropy_adv else None)
             (out.loss * size / max(total, 1.0)).backward()
             share = size / max(live_total, 1.0)  # ratios and clipping describe the rows that were scored
             for k, v in out.metrics.items():  # a loss is the mini-batch's, skipped rows contributing 0
@@ -203,3 +266,7 @@ class Learner:
                 p.grad = torch.zeros_like(p)  # an all-zero step still moves AdamW's state, as it would unskipped
         sums["grad_norm"] = self.apply_gradients()
         return sums
+
+
+def _nonzero(advantage: float | Sequence[float]) -> bool:
+    return advantage != 0 if isinstance(advantage, (int, float)) else any(a != 0 for a in advantage)

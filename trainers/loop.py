@@ -33,13 +33,14 @@ from agentenv.prompting import PromptConfig
 from agentenv.store import TrajectoryStore
 from agentenv.trajectory import Trajectory
 
-from .algorithm import algorithm
+from .algorithm import BranchContext, algorithm
 from .config import TrainConfig
 from .evaluation import episode_metrics
 from .kl_reward import KLReward
 from .learner import Learner, LearnerConfig
 from .runlog import RunLog
 from .sync import CopiedModule, ServerPush, SharedModule, WeightSync, save_merged
+from .trees import check_groups
 
 log = logging.getLogger("agentenv.train")
 
@@ -90,6 +91,7 @@ class Trainer:
                                                     temperature=c.temperature, amp=c.amp,
                                                     minibatch_rows=c.minibatch_rows, seed=c.seed),
                                self.algo.loss_config(), ref_model=ref_model, pad_id=pad_id, sft=self.algo.sft)
+        self.learner.keep_previous = self.algo.keeps_previous_weights()
         self.kl_reward = KLReward(c.kl_reward_coef, c.kl_reward_target, c.kl_reward_horizon) \
             if c.kl_reward_coef > 0 else None
         self.step = 0
@@ -104,12 +106,25 @@ class Trainer:
             env_id=c.env, env_kwargs=dict(kwargs), n_tasks=c.eval_tasks if evaluation else c.tasks_per_step,
             group_size=1 if evaluation else c.group_size, concurrency=c.concurrency,
             seed=c.seed + (10_000_000 if evaluation else 1000 * step),
-            sampling=SamplingParams(max_tokens=c.max_tokens, temperature=0.0 if evaluation else c.temperature),
+            sampling=SamplingParams(max_tokens=c.max_tokens, temperature=0.0 if evaluation else c.temperature,
+                                    top_logprobs=0 if evaluation else self.algo.sampling_top_logprobs()),
             prompt=PromptConfig(window=c.window), progress="off")
         where = self.out / ("eval" if evaluation else "rollouts") / f"step-{step:05d}"
         teacher = self.algo.eval_teacher() if evaluation else self.algo.teacher(step)
-        Collector(cfg, self.policy, TrajectoryStore(where), teacher=teacher).run()
-        return list(TrajectoryStore(where).episodes(errors="skip"))
+        branching = None if evaluation else self.algo.branching(step, self.branch_context())
+        Collector(cfg, self.policy, TrajectoryStore(where), teacher=teacher, branching=branching).run()
+        episodes = list(TrajectoryStore(where).episodes(errors="skip"))
+        if branching is not None:
+            expected = branching.expected
+            check_groups(episodes, lambda group: expected(int(group.lstrip("t"))) or c.group_size)
+        return episodes
+
+    def branch_context(self) -> BranchContext:
+        """What a tree rollout may use to choose its branch points: the vocabulary size (entropy proxies)
+        and the learner's log-probs of recorded tokens (APPO's future value)."""
+        return BranchContext(vocab_size=len(self.tokenizer), logprobs=self.learner.recorded_logprobs,
+                             previous_logprobs=self.learner.previous_logprobs,
+                             token_text=lambda token: str(self.tokenizer.decode([token])))
 
     def evaluate(self, step: int) -> dict[str, float]:
         self._phase(f"evaluating after step {step}")
@@ -194,12 +209,14 @@ class Trainer:
 
     def learn(self, step: int, episodes: list[Trajectory]) -> dict[str, Any]:
         """Advantages and one update from a step's episodes, then the push of the new weights."""
+        measured = self.algo.metrics(episodes)
+        episodes = [t for t in episodes if t.kind != "pilot"]  # AEPO's probes are measured, never trained on
         ok = [t for t in episodes if t.status == "ok"]
         seen = episode_metrics(episodes)
         record: dict[str, Any] = {
             "step": step + 1, "episodes": len(episodes), "failed": len(episodes) - len(ok),
             "success_rate": seen["success"], "reward_mean": seen["reward"], "turns_mean": seen["turns"],
-            "valid_actions": seen["valid_actions"],
+            "valid_actions": seen["valid_actions"], **measured,
         }
         lags = [self.version - turn.policy_version for t in ok for turn in t.turns if turn.actor == "student"]
         if lags:

@@ -10,7 +10,10 @@ PANELS = [("success_rate", "success (collection)"), ("eval_success", "success (h
           ("eval_valid_actions", "valid actions (held-out)"), ("reward_mean", "reward"),
           ("loss", "loss"), ("kl", "KL"), ("entropy", "entropy"), ("clip_fraction", "clip fraction"),
           ("update_tokens_per_s", "update tokens/s"), ("policy_version", "policy version"),
-          ("collect_seconds", "collect s"), ("update_seconds", "update s")]
+          ("collect_seconds", "collect s"), ("update_seconds", "update s"),
+          ("branches_per_group", "branches per group"), ("generated_tokens_per_sample", "tokens sampled per episode"),
+          ("boundary_entropy", "entropy at tool boundaries"), ("branch_score_mean", "branching score (mean)"),
+          ("predictor_brier", "predictor Brier score")]
 
 
 def read_metrics(run: str | Path) -> list[dict[str, float]]:

@@ -3,18 +3,20 @@
 Every algorithm's rollout is a forest: GRPO, GiGPO, HGPO, DAgger and DynaWeb grow depth-0 trees (roots
 only); ARPO and AEPO fork at turn boundaries after tool feedback, TRACE where its allocator says, APPO at
 token positions. The structure here is what they share: who forked from whom and where, and the one
-invariant every group must keep, checked in one place (:func:`check_groups`).
+invariant every group must keep, checked in one place (:func:`check_groups`). The budget itself (roots,
+grants, refills) is :class:`agentenv.hooks.TreeStrategy`, which the collector enforces.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from agentenv.hooks import BranchRequest
+from agentenv.budget import slot_id
 from agentenv.trajectory import Trajectory
+
+from .rows import Row
 
 
 @dataclass(frozen=True)
@@ -64,52 +66,79 @@ def build_trees(trajectories: Iterable[Trajectory]) -> dict[str, RolloutTree]:
     return trees
 
 
-class BudgetPolicy(Protocol):
-    """How many episodes a task gets and where they branch (§9.1): ``initial`` roots per task;
-    ``on_boundary`` extra copies at a turn boundary (ARPO/AEPO/TRACE); ``post_hoc`` branch requests after
-    the roots finish (APPO, TRACE); ``refill`` global samples that top a group up to its total."""
+def shared_prefix_lengths(trajectories: Sequence[Trajectory],
+                          rows: Sequence[Row]) -> tuple[list[int | None], list[int]]:
+    """Each episode's parent (its index in the batch) and how many of its row's tokens it shares with it:
+    everything before the branch turn's action, plus the tokens a fork inside a turn kept."""
+    index = {t.trajectory_id: i for i, t in enumerate(trajectories)}
+    parents: list[int | None] = []
+    shared: list[int] = []
+    for t, row in zip(trajectories, rows, strict=True):
+        parent = index.get(t.parent_trajectory_id or "")
+        parents.append(parent)
+        if parent is None or t.branch_turn is None:
+            shared.append(0)
+            continue
+        prompt = t.full_prompt_ids(t.branch_turn)
+        shared.append(min(len(row), len(prompt) + (t.branch_token_offset or 0)))
+    return parents, shared
 
-    def initial(self, task_index: int) -> int: ...
 
-    def on_boundary(self, trajectory: Trajectory, turn: int) -> int: ...
-
-    def post_hoc(self, trajectories: Sequence[Trajectory]) -> list[tuple[str, BranchRequest]]: ...
-
-    def refill(self, group_size: int, have: int) -> int: ...
+def tree_episodes(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+    """The episodes a tree algorithm trains on: finished, not pilots; a parent missing from the batch
+    (failed, or too stale) leaves its children as roots of their own."""
+    return [t for t in trajectories if t.status == "ok" and t.kind != "pilot"]
 
 
-@dataclass(frozen=True)
-class RootsOnly:
-    """The budget of GRPO, GiGPO, HGPO and DAgger: ``n`` independent roots per task, never a branch."""
+def generated_tokens(trajectory: Trajectory) -> int:
+    """Tokens the policy sampled for this episode: a fork's copied turns (and the tokens it kept inside its
+    branch turn) were sampled by its parent."""
+    first = trajectory.branch_turn or 0
+    return sum(len(t.completion_ids) for t in trajectory.turns[first:]) - (trajectory.branch_token_offset or 0)
 
-    n: int
 
-    def initial(self, task_index: int) -> int:
-        return self.n
-
-    def on_boundary(self, trajectory: Trajectory, turn: int) -> int:
-        return 0
-
-    def post_hoc(self, trajectories: Sequence[Trajectory]) -> list[tuple[str, BranchRequest]]:
-        return []
-
-    def refill(self, group_size: int, have: int) -> int:
-        return max(0, self.n - have)
+def tree_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+    """The shape of a step's rollout trees: forks and refills per group, tokens sampled per episode."""
+    episodes = [t for t in trajectories if t.kind != "pilot"]
+    if not episodes:
+        return {}
+    groups = len({t.group_id for t in episodes})
+    depth = build_trees(episodes)
+    return {"branches_per_group": sum(t.parent_trajectory_id is not None for t in episodes) / groups,
+            "refills_per_group": sum(t.kind == "global_refill" for t in episodes) / groups,
+            "generated_tokens_per_sample": sum(generated_tokens(t) for t in episodes) / len(episodes),
+            "tree_depth_max": float(max(tree.depth(tid) for tree in depth.values() for tid in tree.parent))}
 
 
 class TreeInvariantError(AssertionError):
     """A group does not hold its budget of episodes, or a branch does not extend its parent."""
 
 
-def check_groups(trajectories: Sequence[Trajectory], budget: int) -> None:
-    """The invariant of §9.1: every group holds exactly ``budget`` episodes, and every branch's turns before
-    its branch point equal its parent's (same actions and the same sampled tokens)."""
+def final_attempts(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+    """One episode per slot: the last attempt of a retried one; pilots (AEPO's probes) take no slot."""
+    latest: dict[str, Trajectory] = {}
+    for t in trajectories:
+        if t.kind == "pilot":
+            continue
+        key = slot_id(t.trajectory_id)
+        if key not in latest or t.attempt > latest[key].attempt:
+            latest[key] = t
+    return list(latest.values())
+
+
+def check_groups(trajectories: Sequence[Trajectory], budget: int | Callable[[str], int]) -> None:
+    """The invariant of §9.1: every group holds exactly its budget of episodes (``budget``, or
+    ``budget(group_id)`` where groups differ, as TRACE's do), counting each slot once, and every branch
+    repeats its parent before the branch point: the same turns with the same sampled tokens, and inside
+    the branch turn the tokens it kept."""
+    trajectories = final_attempts(trajectories)
     by_group: dict[str, list[Trajectory]] = defaultdict(list)
     for t in trajectories:
         by_group[t.group_id].append(t)
     for group, members in by_group.items():
-        if len(members) != budget:
-            raise TreeInvariantError(f"group {group} holds {len(members)} episodes, not its budget of {budget}")
+        expected = budget(group) if callable(budget) else budget
+        if len(members) != expected:
+            raise TreeInvariantError(f"group {group} holds {len(members)} episodes, not its budget of {expected}")
     by_id = {t.trajectory_id: t for t in trajectories}
     for t in trajectories:
         if t.parent_trajectory_id is None:
@@ -121,6 +150,10 @@ def check_groups(trajectories: Sequence[Trajectory], budget: int) -> None:
         turn = t.branch_turn or 0
         mine = [(u.action, u.completion_ids) for u in t.turns[:turn]]
         theirs = [(u.action, u.completion_ids) for u in parent.turns[:turn]]
+        kept = t.branch_token_offset or 0
+        if kept and (len(t.turns) <= turn or len(parent.turns) <= turn
+                     or t.turns[turn].completion_ids[:kept] != parent.turns[turn].completion_ids[:kept]):
+            mine.append(("", [-1]))
         if mine != theirs:
             raise TreeInvariantError(f"{t.trajectory_id} does not repeat its parent {parent.trajectory_id} before "
-                                     f"its branch point (turn {turn})")
+                                     f"its branch point (turn {turn}, token {kept})")

@@ -222,8 +222,8 @@ class AnyReplyCountdown(CountdownEnv):
 def test_failed_episodes_are_masked_counted_and_an_all_failed_step_is_skipped(tiny_model_dir: Path, tmp_path: Path):
     import agentenv
 
-    agentenv.register("agentenv/TestCountdown-v0", f"{__name__}:AnyReplyCountdown", family="test")
-    base = dict(env="agentenv/TestCountdown-v0", eval_every=0, steps=1)
+    agentenv.register("agentenv/TestAnyReplyCountdown-v0", f"{__name__}:AnyReplyCountdown", family="test")
+    base = dict(env="agentenv/TestAnyReplyCountdown-v0", eval_every=0, steps=1)
     seeds = sorted({t.seed for t in Trainer(config(tiny_model_dir, tmp_path / "probe", **base)).collect(0)})
     assert len(seeds) == 2  # two tasks, each a group of two
     one = Trainer(config(tiny_model_dir, tmp_path / "one", **base,

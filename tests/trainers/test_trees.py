@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentenv.trainers.trees import BranchPoint, RootsOnly, TreeInvariantError, build_trees, check_groups
+from agentenv.trainers.trees import BranchPoint, TreeInvariantError, build_trees, check_groups
 from agentenv.trajectory import Trajectory, Turn
 
 
@@ -20,9 +20,6 @@ def test_roots_only_groups_keep_their_budget():
     check_groups(batch, budget=4)
     with pytest.raises(TreeInvariantError, match="holds 3 episodes, not its budget of 4"):
         check_groups(batch[1:], budget=4)
-    budget = RootsOnly(4)
-    assert budget.initial(0) == 4 and budget.on_boundary(batch[0], 1) == 0 and budget.post_hoc(batch) == []
-    assert budget.refill(4, have=3) == 1
 
 
 def test_a_branch_must_repeat_its_parent_before_the_branch_point():
