@@ -132,3 +132,55 @@ def test_the_streak_grows_with_consecutive_forks_and_resets():
 
 def test_segment_entropy_subtraction():
     assert SegmentEntropy(2.0, "exact") - SegmentEntropy(0.5, "exact") == 1.5
+
+
+# ----- TRACE's two phases on synthetic rollouts (§5(f).3-4) -----------------------------------------------
+class Constant:
+    """A predictor that says ``p`` for every prefix."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict(self, prefixes):
+        return np.full(len(prefixes), self.p)
+
+    def update(self, pairs):
+        return {}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        return None
+
+
+def rollout(task: int, sample: int, turns: int = 3) -> Trajectory:
+    t = episode(f"t{task:06d}-s{sample:03d}", [1.0] * turns)
+    t.group_id, t.task_id, t.task_index, t.sample_index = f"t{task:06d}", f"t{task:06d}", task, sample
+    for turn in t.turns:
+        turn.observation = [{"role": "user", "content": f"task {task}"}]
+    return t
+
+
+def test_trace_with_all_budget_at_the_roots_and_a_flat_predictor_is_grpo():
+    from agentenv.trainers.trace import TRACEBudget
+
+    budget = TRACEBudget(n_tasks=3, per_task=4, predictor=Constant(0.5), root_fraction=1.0, min_roots=2, seed=1)
+    roots = [rollout(task, s) for task in range(3) for s in range(budget.initial(task))]
+    requests = budget.after_round(roots)
+    assert sorted((parent.task_index, r.turn, r.count) for parent, r in requests) == [(0, 0, 2), (1, 0, 2), (2, 0, 2)]
+    assert budget.after_round(roots) == [] and budget.after_round(roots) == []  # no prefix phase: nothing is left
+    assert [budget.expected(task) for task in range(3)] == [4, 4, 4]
+
+
+def test_trace_spends_the_rest_on_turn_prefixes_and_conserves_the_budget():
+    from agentenv.trainers.trace import TRACEBudget
+
+    budget = TRACEBudget(n_tasks=2, per_task=4, predictor=Constant(0.3), root_fraction=0.5, min_roots=2, seed=1)
+    roots = [rollout(task, s) for task in range(2) for s in range(budget.initial(task))]
+    prefixes = budget.after_round(roots)  # the floors already spent the roots' half: straight to phase P
+    assert prefixes and all(r.turn in (1, 2) and r.kind == "branch" for _, r in prefixes)
+    assert all(0 < r.note["p"] < 1 for _, r in prefixes)
+    assert sum(r.count for _, r in prefixes) == 4 and sum(budget.expected(t) for t in range(2)) == 8
+    assert min(r.turn for _, r in prefixes) == 1  # ties go to the shallower anchors first
+    assert budget.after_round(roots) == []
