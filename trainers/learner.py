@@ -10,6 +10,7 @@ behaviour log-probs the policy recorded and the ratio is 1.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +111,9 @@ class Learner:
         self.device = next(model.parameters()).device
         self.steps = 0
         self._shuffle = torch.Generator().manual_seed(config.seed)
+        #: held while the weights change: scoring episodes for a tree rollout that runs ahead (the async loop)
+        #: waits for the update instead of reading half-updated weights
+        self.weights_lock = threading.Lock()
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if not self.config.amp:
@@ -158,7 +162,8 @@ class Learner:
     def recorded_logprobs(self, episodes: Sequence[Trajectory]) -> list[list[float]]:
         """The current policy's log-probs of each episode's sampled action tokens, per token of its sequence
         row (0 on prompt and observation tokens)."""
-        return self._score(self.model, sequence_rows(episodes))
+        with self.weights_lock:
+            return self._score(self.model, sequence_rows(episodes))
 
     def previous_logprobs(self, episodes: Sequence[Trajectory]) -> list[list[float]] | None:
         """The same under the weights before the latest update; None before the first one."""
@@ -169,7 +174,8 @@ class Learner:
         def before(**inputs: Any) -> Any:
             return torch.func.functional_call(self.model, previous, args=(), kwargs=inputs, strict=False)
 
-        return self._score(before, sequence_rows(episodes))
+        with self.weights_lock:
+            return self._score(before, sequence_rows(episodes))
 
     def _score(self, model: Any, rows: Sequence[Row]) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in rows]
@@ -188,6 +194,10 @@ class Learner:
         per epoch when there are several mini-batches; returns the metrics averaged over the steps."""
         if not rows:
             raise ValueError("no rows to train on")
+        with self.weights_lock:
+            return self._update(rows, advantages)
+
+    def _update(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
         started = time.perf_counter()
         c = self.config
         size = c.minibatch_rows or len(rows)

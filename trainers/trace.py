@@ -21,6 +21,7 @@ are recorded on each child (``extra["branch"]["p"]``) for the calibration metric
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -145,6 +146,30 @@ def predictor_pairs(trajectories: Sequence[Trajectory]) -> list[tuple[Prefix, fl
             for t in trajectories for j in range(0, max(len(t.turns), 1))]
 
 
+class LockedPredictor:
+    """A predictor shared by the collection running ahead (allocating) and the update (learning) of the
+    asynchronous loop: one at a time."""
+
+    def __init__(self, inner: SuccessPredictor):
+        self.inner, self.lock = inner, threading.Lock()
+
+    def predict(self, prefixes: Sequence[Prefix]) -> np.ndarray:
+        with self.lock:
+            return self.inner.predict(prefixes)
+
+    def update(self, pairs: Sequence[tuple[Prefix, float]]) -> dict[str, float]:
+        with self.lock:
+            return self.inner.update(pairs)
+
+    def state_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            self.inner.load_state_dict(state)
+
+
 class TRACE(Algorithm):
     name = "trace"
     uses = RL_OPTIONS | TRACE_OPTIONS
@@ -153,8 +178,8 @@ class TRACE(Algorithm):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.predictor: SuccessPredictor = (BetaBernoulliPredictor() if config.predictor == "beta"
-                                            else LearnedPredictor(seed=config.seed))
+        self.predictor = LockedPredictor(BetaBernoulliPredictor() if config.predictor == "beta"
+                                         else LearnedPredictor(seed=config.seed))
 
     def branching(self, step: int, context: BranchContext) -> TreeStrategy:
         c = self.config

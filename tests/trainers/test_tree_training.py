@@ -130,3 +130,10 @@ def test_trace_spends_exactly_its_budget_and_tracks_the_predictor(tiny_model_dir
         assert {"predictor_brier", "predictor_ece"} <= set(record)
     again = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert again["step"] == 2
+
+
+@pytest.mark.parametrize("algo", ["appo", "trace"])
+def test_tree_algorithms_run_in_the_asynchronous_loop(tiny_model_dir: Path, tmp_path: Path, algo: str):
+    history, trainer = run(tiny_model_dir, tmp_path / algo, algo, "max_staleness=1", steps=2)
+    assert [r["step"] for r in history] == [1, 2] and trainer.version == 2
+    assert all(r["episodes"] == 8 and not r.get("skipped") for r in history)
