@@ -45,9 +45,11 @@ ENVS = {
 TREE = ("arpo", "aepo", "appo", "trace")
 
 
-def run(env: str, algo: str, minutes: float, eval_tasks: int, out: Path, model: str) -> dict[str, object]:
+def run(env: str, algo: str, minutes: float, eval_tasks: int, out: Path, model: str,
+        steps: int | None = None) -> dict[str, object]:
+    budget = [f"steps={steps}"] if steps else ["steps=1000", f"max_minutes={minutes}"]
     overrides = [
-        *ENVS[env], f"model={model}", f"out={out / algo}", "steps=1000", f"max_minutes={minutes}", "eval_every=1000",
+        *ENVS[env], f"model={model}", f"out={out / algo}", *budget, "eval_every=1000",
         f"eval_tasks={eval_tasks}", "temperature=0.7", "concurrency=8", "progress=log",
         "lora_rank=16", "lora_alpha=32", "amp=true", "minibatch_rows=8",
     ]
@@ -76,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", choices=sorted(ENVS), default="alfworld")
     parser.add_argument("--minutes", type=float, default=6.0, help="training budget per algorithm")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a budget of steps (the same samples for every algorithm) instead of minutes")
     parser.add_argument("--model", default="smollm2-135m-instruct",
                         help="every run's start: a catalog name or a model directory (a DAgger run's RUN/model)")
     parser.add_argument("--algos", default="grpo,gigpo,hgpo,dagger")
@@ -87,10 +91,11 @@ def main() -> None:
     minutes, eval_tasks = (0.5, 2) if args.quick else (args.minutes, args.eval_tasks)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        results = [run(args.env, algo, minutes, eval_tasks, out, args.model) for algo in args.algos.split(",")]
+        results = [run(args.env, algo, minutes, eval_tasks, out, args.model, args.steps)
+                   for algo in args.algos.split(",")]
     held_out = "ALFWorld valid_unseen" if args.env == "alfworld" else "code interpreter test split"
-    table = Table(title=f"{held_out}, {eval_tasks} tasks, greedy; {args.model}, {minutes:g} min per algorithm on "
-                        "this CPU")
+    budget = f"{args.steps} steps" if args.steps else f"{minutes:g} min"
+    table = Table(title=f"{held_out}, {eval_tasks} tasks, greedy; {args.model}, {budget} per algorithm on this CPU")
     for column in ("algorithm", "steps", "samples", "forks", "wall min", "success before", "success after",
                    "valid actions", "agrees with expert"):
         table.add_column(column, justify="right")

@@ -257,6 +257,27 @@ async def test_a_prompt_that_diverges_from_the_kept_prefix_reuses_only_the_commo
         await policy.aclose()
 
 
+async def test_a_fork_shares_its_parents_cached_prefix_without_taking_it(tiny_model_dir: Path) -> None:
+    policy = TransformersPolicy(str(tiny_model_dir))
+    try:
+        [parent] = await policy.act([_episode_turn("Count the apples in the basket", "parent", max_tokens=5, seed=0)])
+        fork = [*(parent.prompt_ids or []), *(parent.completion_ids or [])[:2]]  # a fork two tokens into the turn
+        children = [PolicyRequest([], SamplingParams(max_tokens=4, seed=s), prompt_ids=fork, trajectory_id=f"c{s}",
+                                  prefix_hint="parent") for s in range(2)]
+        for child in children:  # one at a time: each finds the parent's cache, which stays for the next
+            [out] = await policy.act([child])
+            ref = reference_logprobs(policy, out)
+            sampled = ref.gather(-1, torch.tensor(out.completion_ids)[:, None])[:, 0]
+            assert torch.allclose(torch.tensor(out.logprobs), sampled, atol=1e-4)
+        assert policy.prefix_tokens["reused"] == 2 * (len(fork) - 1)
+        assert "parent" in policy._prefixes
+        await policy.act([PolicyRequest([], SamplingParams(max_tokens=2, seed=0), prompt_ids=fork,
+                                                     trajectory_id="x")])
+        assert policy.prefix_tokens["reused"] == 2 * (len(fork) - 1)  # no hint, no sharing
+    finally:
+        await policy.aclose()
+
+
 async def test_the_prefix_cache_stays_within_its_budget(tiny_model_dir: Path) -> None:
     policy = TransformersPolicy(str(tiny_model_dir), prefix_cache_mb=0.05)  # ~50 KB: a few short prefixes
     try:
