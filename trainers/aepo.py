@@ -26,12 +26,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agentenv.hooks import TreeStrategy
 from agentenv.trajectory import Trajectory
 
-from .algorithm import BranchContext
 from .arpo import ARPO, ARPOBudget
-from .entropy import EntropyProbe
 
 AEPO_OPTIONS = frozenset({"dynamic_rollouts", "pre_monitor_beta", "branch_penalty", "clip_mode",
                           "entropy_advantage", "entropy_norm_scope", "compat_aepo_entropy_noop"})
@@ -87,10 +84,7 @@ class AEPO(ARPO):
     preset: ClassVar[dict[str, Any]] = {**ARPO.preset, "clip_mode": "entropy_balanced", "entropy_advantage": 0.2,
                                         "branch_penalty": 0.05}
 
-    def branching(self, step: int, context: BranchContext) -> TreeStrategy:
+    def make_budget(self, *args: Any, **kwargs: Any) -> ARPOBudget:
         c = self.config
-        probe = EntropyProbe(context.vocab_size, c.entropy_window, "topk" if c.top_logprobs else "exact")
-        return AEPOBudget(c.group_size, c.initial_rollouts or c.group_size, probe, c.beam_size - 1,
-                          c.branch_probability, c.entropy_weight, c.entropy_timing, c.branch_inherits_h_init,
-                          seed=c.seed * 1_000_003 + step, penalty=c.branch_penalty, dynamic=c.dynamic_rollouts,
-                          pre_monitor_beta=c.pre_monitor_beta)
+        return AEPOBudget(*args, penalty=c.branch_penalty, dynamic=c.dynamic_rollouts,
+                          pre_monitor_beta=c.pre_monitor_beta, **kwargs)

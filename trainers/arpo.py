@@ -121,10 +121,12 @@ class ARPO(Algorithm):
 
     def branching(self, step: int, context: BranchContext) -> TreeStrategy:
         c = self.config
-        return ARPOBudget(c.group_size, c.initial_rollouts or c.group_size, self.probe(context.vocab_size),
-                          c.beam_size - 1,
-                          c.branch_probability, c.entropy_weight, c.entropy_timing, c.branch_inherits_h_init,
-                          seed=c.seed * 1_000_003 + step)
+        return self.make_budget(c.group_size, c.initial_rollouts or c.group_size, self.probe(context.vocab_size),
+                                c.beam_size - 1, c.branch_probability, c.entropy_weight, c.entropy_timing,
+                                c.branch_inherits_h_init, seed=c.seed * 1_000_003 + step)
+
+    def make_budget(self, *args: Any, **kwargs: Any) -> ARPOBudget:
+        return ARPOBudget(*args, **kwargs)
 
     def probe(self, vocab_size: int) -> EntropyProbe:
         return EntropyProbe(vocab_size, self.config.entropy_window, "topk" if self.config.top_logprobs else "exact")
