@@ -128,8 +128,14 @@ class Trajectory:
 
     @property
     def success(self) -> bool:
-        """Solved: ended by the env (terminated) with a positive reward."""
-        return self.status == "ok" and self.terminated and self.reward > 0
+        """Solved: ended by the env (terminated) with a positive reward; where the env says whether the task
+        was won (``info["won"]`` on the last turn), what it says, since a partly correct answer (a code
+        task's format credit, a WebShop purchase that matches some attributes) earns reward unsolved."""
+        if self.status != "ok" or not self.terminated:
+            return False
+        if self.turns and "won" in self.turns[-1].info:
+            return bool(self.turns[-1].info["won"])
+        return self.reward > 0
 
     @property
     def wall_seconds(self) -> float:

@@ -434,8 +434,7 @@ def _copies(request: PolicyRequest, n: int) -> list[PolicyRequest]:
         seed = request.sampling.seed
         sampling = request.sampling if seed is None or i == 0 else replace(request.sampling, seed=seed + i)
         key = request.trajectory_id if i == 0 or not request.trajectory_id else f"{request.trajectory_id}#{i}"
-        out.append(PolicyRequest(request.messages, sampling, tools=request.tools, prompt_ids=request.prompt_ids,
-                                 trajectory_id=key, turn=request.turn))
+        out.append(replace(request, sampling=sampling, trajectory_id=key))
     return out
 
 

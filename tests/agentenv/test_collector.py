@@ -219,3 +219,17 @@ def test_an_env_that_cannot_be_created_stops_the_run_before_anything_is_written(
     with pytest.raises(EnvCreationError, match="size must be at least 2"):
         Collector(cfg, ScriptedPolicy(expert_text), store).run()
     assert len(store) == 0
+
+
+def test_success_is_what_the_env_says_when_it_says_whether_the_task_was_won():
+    from agentenv.trajectory import Trajectory, Turn
+
+    def ended(reward: float, info: dict) -> Trajectory:
+        turn = Turn(index=0, observation=[], action="a", reward=reward, terminated=True, info=info)
+        return Trajectory("t", "g", "t", 0, 0, 0, "e", turns=[turn], reward=reward, terminated=True)
+
+    assert not ended(0.01, {"won": False}).success  # format credit for a wrong answer is not a solve
+    assert ended(1.0, {"won": True}).success and ended(0.5, {}).success and not ended(0.0, {}).success
+    unfinished = ended(1.0, {"won": True})
+    unfinished.terminated = False
+    assert not unfinished.success

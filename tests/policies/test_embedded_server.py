@@ -243,3 +243,15 @@ def test_pause_holds_new_requests_until_resume(server: ServerThread) -> None:
     assert held and status == 200
     assert json.loads(_post(server, "/pause", None).text)["status"] == "paused"
     _post(server, "/resume", None)
+
+
+def test_each_copy_of_a_request_keeps_its_cache_hints():
+    from agentenv.policies.openai_api import _copies
+    from agentenv.policy import PolicyRequest, SamplingParams
+
+    request = PolicyRequest([], SamplingParams(seed=3), prompt_ids=[1, 2], trajectory_id="c", turn=2,
+                            prefix_hint="parent")
+    copies = _copies(request, 3)
+    assert [c.prefix_hint for c in copies] == ["parent"] * 3 and [c.turn for c in copies] == [2] * 3
+    assert [c.trajectory_id for c in copies] == ["c", "c#1", "c#2"]
+    assert [c.sampling.seed for c in copies] == [3, 4, 5]
