@@ -43,8 +43,6 @@ class Algorithm(abc.ABC):
     sft: ClassVar[bool] = False
     #: the option values of the released recipe (§9.8), applied under a run's YAML file and overrides
     preset: ClassVar[dict[str, Any]] = {}
-    #: collects rollout trees (:meth:`branching`); its groups must then hold exactly their budget (§9.1)
-    tree: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -164,7 +164,6 @@ class APPOBudget(TreeStrategy):
 class APPO(Algorithm):
     name = "appo"
     uses = RL_OPTIONS | APPO_OPTIONS
-    tree = True
     preset: ClassVar[dict[str, Any]] = {"group_size": 16, "initial_rollouts": 8, "top_logprobs": 10,
                                         "clip_high": 0.28, "kl": "low_var_kl", "kl_coef": 0.001,
                                         "future_kl_weight": 1.0, "drop_dual_clipped": True}

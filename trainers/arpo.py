@@ -115,7 +115,6 @@ class ARPOBudget(TreeStrategy):
 class ARPO(Algorithm):
     name = "arpo"
     uses = RL_OPTIONS | TREE_OPTIONS
-    tree = True
     preset: ClassVar[dict[str, Any]] = {"group_size": 16, "initial_rollouts": 8, "beam_size": 2,
                                         "branch_probability": 0.5, "entropy_weight": 0.2, "top_logprobs": 10}
 

@@ -173,7 +173,6 @@ class LockedPredictor:
 class TRACE(Algorithm):
     name = "trace"
     uses = RL_OPTIONS | TRACE_OPTIONS
-    tree = True
     preset: ClassVar[dict[str, Any]] = {"group_size": 8, "root_fraction": 0.5, "min_roots": 2}
 
     def __init__(self, config: Any):
