@@ -42,6 +42,7 @@ from agentenv.policy import PolicyOutput, PolicyRequest, SamplingParams
 from agentenv.testing import ScriptedPolicy
 from agentenv.trainers.arpo import ARPOBudget
 from agentenv.trainers.entropy import EntropyProbe
+from agentenv.trainers.trees import generated_tokens as sampled_tokens
 from agentenv.trajectory import Trajectory
 
 MODEL = "smollm2-135m-instruct"
@@ -86,11 +87,10 @@ class Namespaced:
 
 
 def generated_tokens(traj: Trajectory) -> int:
-    """Tokens the policy sampled for this episode: a fork's turns before its branch point are its parent's
-    (copied), and the kept head of a fork inside a turn was not sampled again."""
+    """Tokens the policy sampled for this episode (:func:`~agentenv.trainers.trees.generated_tokens`), less
+    the turns the expert played under ``--teacher-turn``."""
     start = traj.branch_turn or 0
-    kept = traj.branch_token_offset or 0
-    return sum(len(t.completion_ids) for t in traj.turns[start:] if t.actor != "teacher") - kept
+    return sampled_tokens(traj) - sum(len(t.completion_ids) for t in traj.turns[start:] if t.actor == "teacher")
 
 
 def run_arm(name: str, run: int, url: str, args: argparse.Namespace, vocab_size: int) -> dict[str, Any]:
