@@ -206,8 +206,7 @@ class Collector:
                 await asyncio.gather(*workers, return_exceptions=True)
                 await results.put(None)
                 await writer
-                if self._closing:
-                    await asyncio.wait(self._closing, timeout=15)
+                await self._finish_closing()
                 # a hung env call keeps its thread; do not let it hold up the end of the run
                 loop.set_default_executor(DaemonThreadPool(max_workers=4))
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -431,6 +430,19 @@ class Collector:
         task = asyncio.get_running_loop().create_task(close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _finish_closing(self, timeout: float = 15) -> None:
+        """Wait for the envs being closed; give up on the ones still closing after ``timeout`` seconds, with
+        a warning, and cancel their tasks (left pending, they would outlive the run's event loop)."""
+        if not self._closing:
+            return
+        _, pending = await asyncio.wait(set(self._closing), timeout=timeout)
+        if pending:
+            log.warning("%d env(s) did not close within %.0f s; leaving them to the process's exit",
+                        len(pending), timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _schedule_followups(self, jobs: asyncio.PriorityQueue[_Job], job: _Job, traj: Trajectory) -> None:
         if traj.status == "failed" and traj.failure_cause in ("env_error", "env_timeout") \

@@ -1,12 +1,14 @@
 """ARPO tree rollouts against independent sampling: tokens and wall time per sample, on the code interpreter.
 
     python benchmarks/tree_rollouts.py [--tasks 8] [--total 16] [--initial 8] [--beam 2] [--alpha 0.5]
-        [--beta 0.2] [--max-tokens 96] [--max-turns 8] [--concurrency 8] [--order baseline-first]
+        [--beta 0.2] [--max-tokens 96] [--max-turns 8] [--temperature 1.0] [--concurrency 8]
+        [--order baseline-first] [--model smollm2-135m-instruct]
 
 Both arms collect ``agentenv/CodeInterpreter-v0`` episodes (Python in a bubblewrap sandbox) with
 SmolLM2-135M-Instruct (or ``--model``) behind one embedded policy server (127.0.0.1 only, its
 per-episode prefix cache on), through the token-exact OpenAI client, on the same tasks, seeds and sampling
-parameters (temperature 1.0, top-10 log-probs), at the same concurrency and the same samples per task:
+parameters (temperature 1.0 as in ARPO's rollouts, or ``--temperature``; top-10 log-probs), at the same
+concurrency and the same samples per task:
 
 * tree: ``ARPOBudget(total=M, initial=N, copies=Z-1, alpha, beta)``: N roots per task, forks of Z-1 copies
   at turn boundaries after a valid tool call (each with probability clip(alpha + beta*dH, 0, 1)), and
@@ -102,7 +104,8 @@ def run_arm(name: str, run: int, url: str, args: argparse.Namespace, vocab_size:
     cfg = CollectConfig(ENV, n_tasks=args.tasks, group_size=1 if tree else args.total,
                         concurrency=args.concurrency, seed=args.seed, progress="off",
                         env_kwargs={"max_turns": args.max_turns},
-                        sampling=SamplingParams(max_tokens=args.max_tokens, temperature=1.0, top_logprobs=10))
+                        sampling=SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature,
+                                                 top_logprobs=10))
     client = OpenAIPolicy(url + "/v1", model="bench", tokenizer=args.model, concurrency=args.concurrency)
     policy = Namespaced(client, f"run{run}-{name}")
     teacher = None
@@ -151,6 +154,7 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.2)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--max-turns", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=MODEL,
@@ -182,7 +186,7 @@ def main() -> None:
 
     teacher = f", the expert acts at turn {args.teacher_turn}" if args.teacher_turn >= 0 else ""
     table = Table(title=f"{args.model} on {ENV}: {args.tasks} tasks x {args.total} samples, max {args.max_tokens} "
-                        f"tokens/turn, <= {args.max_turns} turns, K={args.concurrency}{teacher} "
+                        f"tokens/turn, <= {args.max_turns} turns, T={args.temperature}, K={args.concurrency}{teacher} "
                         "(per sample = per episode)")
     cols = ("arm", "samples", "roots / forks / refills", "boundaries", "turns (new)", "valid calls", "success",
             "generated", "prefilled", "gen + prefill", "reused", "wall s", "s / sample")

@@ -233,3 +233,21 @@ def test_success_is_what_the_env_says_when_it_says_whether_the_task_was_won():
     unfinished = ended(1.0, {"won": True})
     unfinished.terminated = False
     assert not unfinished.success
+
+
+def test_an_env_slow_to_close_is_given_up_on_with_a_warning_and_no_task_outlives_the_run(caplog):
+    class SlowClose(CountdownEnv):
+        def close(self) -> None:
+            time.sleep(0.5)
+
+    c = Collector(CollectConfig("agentenv/TestCountdown-v0", progress="off"), ScriptedPolicy(expert_text))
+
+    async def main() -> set[asyncio.Task]:
+        c._discard(SlowClose())
+        await c._finish_closing(timeout=0.05)
+        return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+    with caplog.at_level("WARNING", logger="agentenv.collect"):
+        left = asyncio.run(main())
+    assert left == set() and not c._closing
+    assert "1 env(s) did not close within 0 s" in caplog.text
