@@ -17,6 +17,8 @@ from typing import Any
 
 from agentenv.envs.code.solvers import FAMILIES as PROCEDURAL_FAMILIES
 
+log = logging.getLogger(__name__)
+
 MATH_FAMILIES = ("gsm_symbolic",)
 DEFAULT_FAMILIES = (
     "basic_arithmetic", "chain_sum", "gcd", "lcm", "prime_factorization", "fraction_simplification",
@@ -61,11 +63,18 @@ def split_of(seed: int) -> str:
 
 
 def score(task: CodeTask, answer: str) -> float:
-    """The task's own scorer; math word problems by math-verify (answer equivalence, not string match)."""
+    """The task's own scorer; math word problems by math-verify (answer equivalence, not string match).
+
+    Some reasoning-gym scorers parse the answer without guarding it (``prime_factorization`` raises on
+    "12 is prime"): an answer its scorer cannot read is a wrong answer, scored 0, not an env fault."""
     if task.family in MATH_FAMILIES:
         return math_score(task.reference, answer)
     dataset = _dataset(task.family, task.seed)
-    return float(dataset.score_answer(answer=answer, entry=dataset[0]))
+    try:
+        return float(dataset.score_answer(answer=answer, entry=dataset[0]))
+    except Exception as e:
+        log.debug("%s's scorer rejected %r: %r", task.family, answer[:200], e)
+        return 0.0
 
 
 def math_score(reference: str, answer: str) -> float:

@@ -76,6 +76,19 @@ def test_wrong_answers_score_zero_and_the_episode_ends(env):
     assert terminated and reward == 0.0 and not info["won"]
 
 
+def test_an_answer_the_scorer_cannot_parse_is_a_wrong_answer_not_an_env_fault():
+    task = make_task("prime_factorization", 3, "test")
+    assert score(task, task.reference) == 1.0
+    assert score(task, "12 is prime") == 0.0  # reasoning-gym's own scorer raises ValueError on it
+    env = CodeInterpreterEnv(families=("prime_factorization",), pool_size=1)
+    try:
+        env.reset(seed=0)
+        _, reward, terminated, _, info = env.step(tool_call("answer", answer="it is a prime number"))
+        assert terminated and reward == 0.0 and not info["won"]
+    finally:
+        env.close()
+
+
 def test_splits_are_disjoint_and_seeded():
     train = CodeInterpreterEnv(split="train")
     test = CodeInterpreterEnv(split="test")
