@@ -140,7 +140,7 @@ def run_arm(name: str, run: int, url: str, args: argparse.Namespace, vocab_size:
         "valid": valid / max(sum(len(ts) for ts in turns), 1),
         "policy_s": sum(t.policy_seconds for t in played) / max(len(played), 1),
         "env_s": sum(t.env_seconds for t in played) / max(len(played), 1),
-        "success": sum(t.reward >= 1.0 for t in ok) / max(len(ok), 1),
+        "success": sum(t.success for t in ok) / max(len(ok), 1),
     }
 
 
