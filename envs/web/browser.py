@@ -38,6 +38,10 @@ LAUNCH_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions", "--mute-audio",
     "--disable-dev-shm-usage", "--disable-quic", "--dns-prefetch-disable",
+    # Re-rasterizing only the changed part of a tile blends anti-aliased edges (a focus ring's corners) one
+    # level off now and then under load, so two screenshots of the same state differed and seeded GUI
+    # episodes did not replay.
+    "--disable-partial-raster",
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",  # no STUN packets around the allowlist
 ]
 #: Dialogs answered inside the page: an alert loop would otherwise stall the renderer on every round trip
