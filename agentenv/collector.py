@@ -37,8 +37,9 @@ from agentenv.trajectory import Trajectory, Turn
 
 log = logging.getLogger("agentenv.collect")
 
-#: reset-info keys copied into ``Trajectory.extra`` (the summary reports success per task type)
-RECORDED_RESET_INFO = ("task_type", "task", "problem")
+#: reset-info keys copied into ``Trajectory.extra`` (the summary reports success per task type; a dream
+#: names the real episode it started from)
+RECORDED_RESET_INFO = ("task_type", "task", "problem", "real_seed", "real_task_id", "real_trajectory_id")
 
 
 @dataclass
@@ -557,6 +558,8 @@ class Collector:
     async def _record(self, env: Env, traj: Trajectory, turn: Turn, keep_snapshot: bool) -> bool:
         """Append a played turn; True when it ended the episode."""
         traj.turns.append(turn)
+        if turn.is_imagined and traj.kind == "init":
+            traj.kind = "dream"  # a world model's episode (DynaWeb), told apart from real ones
         if self.on_turn is not None:
             self.on_turn(traj, turn)
         if turn.terminated or turn.truncated:
@@ -583,6 +586,8 @@ class Collector:
         teacher = self.teacher
         if self.policy.wants_expert or (teacher is not None and teacher.teacher.wants_expert):
             request.expert_action = await self._env_call("expert_action", env.expert_action_async())
+        if getattr(self.policy, "wants_candidates", False):
+            request.candidates = await self._env_call("action_candidates", asyncio.to_thread(env.action_candidates))
         t0 = time.monotonic()
         teacher_out: PolicyOutput | None = None
         teacher_acts = teacher is not None and teacher.teacher_acts(traj.trajectory_id, index)
@@ -673,6 +678,7 @@ class Collector:
             feedback=[dict(m) for m in next_obs["messages"]], reward=float(reward), terminated=bool(terminated),
             truncated=bool(truncated), anchor_key=str(info.pop("anchor_key", None) or anchor_key(obs)),
             admissible=obs.get("admissible"), info=info, policy_version=out.policy_version,
+            is_imagined=bool(info.pop("is_imagined", False)),
         )
 
     async def _clone_prefix(self, env: Env, traj: Trajectory, conv: Conversation, parent: Trajectory,

@@ -98,6 +98,11 @@ class Env(gym.Env[Observation, str]):
         """The action an expert would take now, as raw action text; ``None`` when the env has no expert."""
         return None
 
+    def action_candidates(self) -> list[str] | None:
+        """Actions worth trying now, for exploration without a model (the random policy picks among them);
+        unlike ``admissible_actions`` they are not shown to the agent. ``None``: the env offers none."""
+        return None
+
     def _close(self) -> None:
         """Release resources; called once however often ``close`` is called."""
 

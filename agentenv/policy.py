@@ -64,6 +64,9 @@ class PolicyRequest:
     prompt_ids: list[int] | None = None
     #: the env expert's action at this state, filled in when the policy sets ``wants_expert``
     expert_action: str | None = None
+    #: actions worth trying at this state (``Env.action_candidates``), filled in when the policy sets
+    #: ``wants_candidates``; never shown to a model
+    candidates: list[str] | None = None
     #: which episode and turn this is (replay policies look recorded actions up by them)
     trajectory_id: str = ""
     turn: int = 0

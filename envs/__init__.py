@@ -57,3 +57,6 @@ def register_envs() -> None:
     register_miniwob()
     register_gui_web()
     register_desktop()
+    from agentenv.envs.web.dream import register_dreams
+
+    register_dreams()

@@ -17,14 +17,16 @@ from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest
 
 
 class RandomPolicy:
-    """Picks uniformly among the admissible actions, else among ``actions``, else samples a tool call
-    whose arguments satisfy the tool's JSON schema (types, enums, numeric bounds).
+    """Picks uniformly among the admissible actions, else among the env's action candidates (web pages:
+    the actions on the page's elements), else among ``actions``, else samples a tool call whose arguments
+    satisfy the tool's JSON schema (types, enums, numeric bounds).
 
     A request with ``sampling.seed`` gets its own generator (seeded by the policy's seed and the request's),
     so its action does not depend on which other requests came first.
     """
 
     wants_expert = False
+    wants_candidates = True
 
     def __init__(self, seed: int = 0, actions: Sequence[str] | None = None, name: str = "random"):
         self.name = name
@@ -44,6 +46,8 @@ class RandomPolicy:
         rng = self._rng if seed is None else random.Random(f"{self.seed}:{seed}")
         if request.admissible:
             return rng.choice(request.admissible)
+        if request.candidates:
+            return rng.choice(request.candidates)
         if self.actions:
             return rng.choice(self.actions)
         if request.tools:

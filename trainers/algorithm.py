@@ -59,7 +59,8 @@ class Algorithm(abc.ABC):
             future_kl = FutureKL(decay_rate=c.future_kl_decay, clip=c.future_kl_clip, weight=c.future_kl_weight,
                                  high_only=c.future_kl_high_only, safety_thresh=c.safety_thresh)
         entropy_advantage = 0.0 if c.compat_aepo_entropy_noop else c.entropy_advantage
-        return LossConfig(clip_low=c.clip_low, clip_high=c.clip_high, dual_clip=c.dual_clip,
+        return LossConfig(ratio=c.ratio, clip_low=c.clip_low,  # type: ignore[arg-type]
+                          clip_high=c.clip_high, dual_clip=c.dual_clip,
                           aggregation=c.aggregation, kl=c.kl if c.kl_coef else None,  # type: ignore[arg-type]
                           kl_coef=c.kl_coef,
                           entropy_coef=c.entropy_coef, clip_mode=c.clip_mode,  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ COMMON = frozenset({
     "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
     "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
     "eval_tasks", "seed", "resume", "progress", "policy", "max_staleness",
-    "max_minutes", "amp", "minibatch_rows",
+    "max_minutes", "amp", "minibatch_rows", "eval_env",
 })
 
 
@@ -33,6 +33,8 @@ class TrainConfig:
     #: the environment id (or an env server URL) and its keyword arguments
     env: str = "agentenv/ALFWorld-v0"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: the env id of the held-out evaluation (None: env), e.g. the real web for a policy trained in dreams
+    eval_env: str | None = None
     #: keyword arguments of the held-out evaluation env (default: env_kwargs)
     eval_env_kwargs: dict[str, Any] | None = None
     #: a catalog name or a model directory (trained in-process)
@@ -81,6 +83,8 @@ class TrainConfig:
     #: LoRA's scaling numerator (the adapters are scaled by lora_alpha / lora_rank)
     lora_alpha: int = 16
     # --- loss (RL algorithms) ---
+    #: token: PPO's per-token ratio | sequence: GSPO's exp(mean log-ratio) over a row's trained tokens
+    ratio: str = "token"
     #: the ratio's clip range [1 - clip_low, 1 + clip_high], and the dual-clip bound c for negative
     #: advantages (None: off)
     clip_low: float = 0.2
@@ -179,6 +183,16 @@ class TrainConfig:
     contrast: str = "mixed_prob"
     #: beta (Beta-Bernoulli per prefix) | learned (a small MLP over hashed prefix features)
     predictor: str = "beta"
+    # --- DynaWeb [RECONSTRUCTED expert interleaving] ---
+    #: group_inject: a real expert episode joins the group as a member with reward 1 (ratios against π_old's
+    #: log-probs, recomputed at the update) | aux_sft: the expert episode adds aux_sft_coef·NLL to the loss
+    expert_mode: str = "group_inject"
+    #: p_mix: the probability that a group gets one real expert episode
+    expert_mix: float = 0.25
+    #: λ of the aux_sft mode
+    aux_sft_coef: float = 0.1
+    #: a trajectory store directory of real expert episodes (matched to tasks by task id)
+    expert_data: str | None = None
     # --- bookkeeping ---
     #: a checkpoint every N steps (and always at the end); 0: only at the end
     checkpoint_every: int = 0
@@ -207,10 +221,15 @@ class TrainConfig:
         choices = {"entropy_timing": ("paper_probe", "code_lagged"), "attribution": ("soft", "hard"),
                    "clip_mode": ("standard", "entropy_balanced"), "entropy_norm_scope": ("micro", "mini", "global"),
                    "omega_reference": ("post_update_policy", "trainer_recompute"),
-                   "contrast": ("mixed_prob", "pair_count"), "predictor": ("beta", "learned")}
+                   "contrast": ("mixed_prob", "pair_count"), "predictor": ("beta", "learned"),
+                   "ratio": ("token", "sequence"), "expert_mode": ("group_inject", "aux_sft")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not 0 <= self.expert_mix <= 1:
+            raise ValueError(f"expert_mix must be in [0, 1], got {self.expert_mix}")
+        if self.aux_sft_coef < 0:
+            raise ValueError(f"aux_sft_coef must be >= 0, got {self.aux_sft_coef}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
 

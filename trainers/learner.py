@@ -10,6 +10,7 @@ behaviour log-probs the policy recorded and the ratio is 1.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Sequence
@@ -95,6 +96,8 @@ class LearnerConfig:
     seed: int = 0
     #: where AEPO's entropy-aware advantage normalises the entropy: micro | mini | global (§3h)
     entropy_norm_scope: str = "mini"
+    #: λ of the auxiliary SFT loss on the rows marked ``sft`` (DynaWeb's aux_sft expert mode)
+    aux_sft_coef: float = 0.0
 
 
 class Learner:
@@ -200,9 +203,14 @@ class Learner:
     def _update(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
         started = time.perf_counter()
         c = self.config
+        if not self.sft and c.aux_sft_coef == 0 and any(r.sft for r in rows):
+            raise ValueError("rows are marked for the auxiliary SFT loss but aux_sft_coef is 0: set "
+                             "aux_sft_coef > 0 (aux_sft expert mode) or do not mark rows sft")
+        rows = self._with_recomputed_old_logp(rows)
         size = c.minibatch_rows or len(rows)
         order = list(range(len(rows)))
         sums: dict[str, float] = {}
+        reports: dict[str, int] = {}
         steps = 0
         if self.keep_previous:
             self._previous = {name: p.detach().clone() for name, p in self.model.named_parameters()
@@ -210,7 +218,7 @@ class Learner:
         self.model.train()
         self._global_entropy = None
         if self.loss.config.entropy_advantage and c.entropy_norm_scope == "global":
-            self._global_entropy = self.entropy_stats(rows)
+            self._global_entropy = self.entropy_stats([r for r in rows if self.sft or not r.sft])
         for _ in range(c.epochs):
             if size < len(rows):
                 order = torch.randperm(len(rows), generator=self._shuffle).tolist()
@@ -218,9 +226,10 @@ class Learner:
                 chosen = order[start:start + size]
                 for k, v in self._step([rows[i] for i in chosen], [advantages[i] for i in chosen]).items():
                     sums[k] = sums.get(k, 0.0) + v
+                    reports[k] = reports.get(k, 0) + 1
                 steps += 1
         self.model.eval()
-        metrics = {k: v / steps for k, v in sums.items()}
+        metrics = {k: v / (reports[k] if k in _PER_REPORT else steps) for k, v in sums.items()}
         seconds = time.perf_counter() - started
         n_tokens = sum(len(r) for r in rows) * c.epochs
         metrics.update({"update_seconds": seconds, "update_tokens_per_s": n_tokens / max(seconds, 1e-9),
@@ -230,13 +239,60 @@ class Learner:
 
     _global_entropy: EntropyStats | None = None
 
+    def _with_recomputed_old_logp(self, rows: Sequence[Row]) -> Sequence[Row]:
+        """Copies of the rows marked ``recompute_old_logp`` whose ``old_logp`` are the current (pre-update)
+        policy's log-probs: an expert episode was not sampled by the policy, so π_old's log-probs of its tokens
+        exist only once the update starts. Rows whose ``old_logp`` the loss never reads are left alone."""
+        marked = [i for i, r in enumerate(rows) if r.recompute_old_logp and not r.sft and not self.sft]
+        if not marked:
+            return rows
+        scored = self._score(self.model, [rows[i] for i in marked])
+        out = list(rows)
+        for i, logp in zip(marked, scored, strict=True):
+            out[i] = dataclasses.replace(rows[i], old_logp=logp, recompute_old_logp=False)
+        return out
+
     def _step(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
         """One optimizer step on a mini-batch: micro-batches packed by tokens, gradients accumulated so
         that they sum to the gradient of the mini-batch's loss.
 
         When the loss has no KL or entropy term, a row whose advantage is 0 contributes exactly nothing but
         its share of the normaliser, so it is not run through the model (a sparse-reward env's groups are
-        often all failures); the normaliser still counts it, so the gradient is unchanged."""
+        often all failures); the normaliser still counts it, so the gradient is unchanged.
+
+        Rows marked ``sft`` add ``aux_sft_coef`` times the token-mean NLL over all of the mini-batch's sft
+        tokens; they are packed apart from the policy-gradient rows, whose loss and normaliser stay theirs."""
+        self.optimizer.zero_grad(set_to_none=True)
+        aux = [] if self.sft else [i for i, r in enumerate(rows) if r.sft]
+        if aux:
+            chosen = set(aux)
+            pg = [i for i in range(len(rows)) if i not in chosen]
+            sums = self._pg_step([rows[i] for i in pg], [advantages[i] for i in pg])
+            sums.update(self._aux_sft([rows[i] for i in aux], sums))
+        else:
+            sums = self._pg_step(rows, advantages)
+        for p in self.model.parameters():
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)  # an all-zero step still moves AdamW's state, as it would unskipped
+        sums["grad_norm"] = self.apply_gradients()
+        return sums
+
+    def _aux_sft(self, rows: Sequence[Row], sums: dict[str, float]) -> dict[str, float]:
+        """Accumulate the gradient of ``λ·NLL`` (token-mean over ``rows``' trained tokens); the metrics it adds."""
+        c = self.config
+        total = float(max(sum(r.n_trained for r in rows), 1))
+        nll = 0.0
+        for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
+            batch = self.collate([rows[i] for i in group])
+            with self.autocast():
+                logp, _ = token_logprobs(self.model, batch, c.temperature)
+            part = -(logp * batch.mask).sum() / total
+            (c.aux_sft_coef * part).backward()
+            nll += float(part.detach())
+        return {"aux_sft_nll": nll, "loss": sums.get("loss", 0.0) + c.aux_sft_coef * nll}
+
+    def _pg_step(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
+        """Accumulate the gradient of the policy loss (or whole-algorithm SFT) over ``rows``; its metrics."""
         c, loss_cfg = self.config, self.loss.config
         per_row = loss_cfg.aggregation != "token-mean"
         total = float(len(rows) if per_row else sum(r.n_trained for r in rows))
@@ -249,7 +305,6 @@ class Learner:
         live = [i for i in range(len(rows)) if not inert or _nonzero(advantages[i])]
         live_total = float(len(live) if per_row else sum(rows[i].n_trained for i in live))
         sums: dict[str, float] = {"rows_skipped": float(len(rows) - len(live)), "loss": 0.0}
-        self.optimizer.zero_grad(set_to_none=True)
         for group in pack_by_tokens([len(rows[i]) for i in live], c.micro_batch_tokens):
             chosen = [live[g] for g in group]
             batch = self.collate([rows[i] for i in chosen], [advantages[i] for i in chosen])
@@ -271,11 +326,11 @@ class Learner:
             if entropy is not None:
                 sums["entropy"] = sums.get("entropy", 0.0) + float(
                     (entropy.detach() * batch.mask).sum() / batch.mask.sum().clamp(min=1)) * share
-        for p in self.model.parameters():
-            if p.requires_grad and p.grad is None:
-                p.grad = torch.zeros_like(p)  # an all-zero step still moves AdamW's state, as it would unskipped
-        sums["grad_norm"] = self.apply_gradients()
         return sums
+
+
+#: metrics of only some mini-batches, averaged over the steps that report them
+_PER_REPORT = frozenset({"aux_sft_nll"})
 
 
 def _nonzero(advantage: float | Sequence[float]) -> bool:

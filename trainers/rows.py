@@ -29,6 +29,11 @@ class Row:
     old_logp: list[float]
     episode: int
     turn: int | None = None  # the turn of a step row; None for a sequence row
+    #: ``old_logp`` are placeholders (an expert episode the policy did not sample): the learner replaces them
+    #: with the pre-update policy's log-probs, so that the ratio starts at 1
+    recompute_old_logp: bool = False
+    #: trained with the auxiliary SFT loss (λ·NLL) instead of the policy gradient
+    sft: bool = False
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -10,6 +10,8 @@ replace the observation and the actions with pixels.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,53 @@ def shared_runtime() -> BrowserRuntime:
         if _runtime is None:
             _runtime = BrowserRuntime()
         return _runtime
+
+
+PAGE_HEADER = "\n\nPage:\n"
+
+
+def page_message(error: str | None, task: str, page: str) -> str:
+    """The text of a web observation: the error of the last action if any, the task line, the page."""
+    feedback = f"Error: {error}\n\n" if error else ""
+    return f"{feedback}{task}{PAGE_HEADER}{page}"
+
+
+def split_page_message(text: str, task: str | None = None) -> tuple[str | None, str, str]:
+    """(error, task line, page) of a web observation's text (``task``, when known, tells an error that spans
+    paragraphs from the task line); raises ValueError on another message."""
+    head, sep, page = text.partition(PAGE_HEADER)
+    if not sep:
+        raise ValueError("not a web page observation (no `Page:` section)")
+    if task is not None and head.endswith(task) and head != task:
+        return head[len("Error: "):-len(task) - 2], task, page
+    error = None
+    if head.startswith("Error: ") and "\n\n" in head:
+        error, _, head = head[len("Error: "):].partition("\n\n")
+    return error, head, page
+
+
+_ELEMENT_LINE = re.compile(r'^\s*\[(\d+)\] (\S+) ("(?:[^"\\]|\\.)*")(.*)$')
+
+
+def page_candidates(page: str, task: str) -> list[str]:
+    """The actions on a page's elements that a random agent chooses among (see ``action_candidates``)."""
+    task = task.partition(": ")[2] or task
+    quoted = re.findall(r'"([^"]{1,40})"', task)
+    words = list(dict.fromkeys([*quoted, *re.findall(r"[A-Za-z0-9]{3,}", task)[:4]]))[:5] or ["test"]
+    found: list[str] = []
+    for line in page.split("\n"):
+        match = _ELEMENT_LINE.match(line)
+        if not match:
+            continue
+        element, role, rest = int(match.group(1)), match.group(2), match.group(4)
+        if role in ("textbox", "searchbox"):
+            found += [f"fill({element}, {json.dumps(w)})" for w in words]
+        elif role == "combobox":
+            options = re.findall(r'\*?("(?:[^"\\]|\\.)*")', rest.partition("options=")[2])
+            found += [f"select_option({element}, {o})" for o in options]
+        else:
+            found.append(f"click({element})")
+    return [*found, 'press("Enter")', "scroll(0, 400)", "go_back()"]
 
 
 @dataclass
@@ -108,6 +157,13 @@ class BrowserEnv(Env):
             return None
         return self.browser.call(self._expert(), timeout=30)
 
+    def action_candidates(self) -> list[str] | None:
+        """A random agent's choices: click each element, fill each textbox with a word of the task, pick
+        each option of each list, and press Enter, scroll or go back."""
+        if self.session is None:
+            return None
+        return page_candidates(self.page_text, self.task_line() if self.page_text else "")
+
     # ---- the session ----------------------------------------------------------------------------------
 
     async def _open(self, allow: AllowList, url: str, *, preloaded: bool) -> None:
@@ -145,8 +201,7 @@ class BrowserEnv(Env):
         return PageView(self.page_text, png)
 
     def _content(self, view: PageView, error: str | None) -> Content:
-        feedback = f"Error: {error}\n\n" if error else ""
-        text = f"{feedback}{self.task_line()}\n\nPage:\n{view.text}"
+        text = page_message(error, self.task_line(), view.text)
         return [text_part(text), image_part(view.png)] if view.png is not None else text
 
     def _first_observation(self, view: PageView) -> Observation:

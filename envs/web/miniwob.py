@@ -91,8 +91,13 @@ class MiniWoBEnv(BrowserEnv):
         self.utterance = str(started)
 
     async def _episode_state(self) -> dict[str, Any]:
+        """The page's own verdict; an agent that navigated away from the task page (go_back() to the blank
+        page it was loaded from, a link out) has failed the task, as MiniWoB++ scores a wrong answer."""
         assert self.session is not None
-        return dict(await evaluate_settled(self.session.page, STATE_JS))
+        page = self.session.page
+        if page.url.partition("#")[0] != self.page_path.as_uri():
+            return {"done": True, "raw": -1.0, "reason": f"left the task page for {page.url[:200]}"}
+        return dict(await evaluate_settled(page, STATE_JS))
 
     def _score(self, state: dict[str, Any]) -> tuple[float, bool, dict[str, Any]]:
         done = bool(state.get("done"))

@@ -7,7 +7,9 @@ import agentenv
 # (test modules register fixture envs with family "test"; deliberately broken ones live outside the namespace)
 # MiniWoB++'s 130 ids share one class: three of them stand for the rest here (tests/envs/web loads every page);
 # so do its 130 pixel twins and the desktop tasks (tests/envs/gui runs every desktop task's expert).
+# Dream envs need a world model and recorded starts: tests/envs/web/test_dream.py checks one with them.
 SAMPLES = {
+    "agentenv/Dream-": set(),
     "agentenv/MiniWoB-": {"agentenv/MiniWoB-ClickTest-v0", "agentenv/MiniWoB-EnterText-v0",
                           "agentenv/MiniWoB-ClickCheckboxes-v0"},
     "agentenv/GUI-MiniWoB-": {"agentenv/GUI-MiniWoB-ClickButton-v0"},

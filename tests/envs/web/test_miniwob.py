@@ -45,6 +45,31 @@ def test_enter_text_and_seeds():
         env.close()
 
 
+def test_leaving_the_task_page_fails_the_task_instead_of_breaking_the_env():
+    env = MiniWoBEnv("click-tab")  # preloaded from about:blank, so go_back() leaves the task page
+    try:
+        env.reset(seed=5)
+        _, reward, terminated, _, info = env.step("go_back()")
+        assert terminated and reward == -1.0 and not info["won"] and "left the task page" in info["reason"]
+        obs, _ = env.reset(seed=5)
+        assert "[1] tablist" in obs["messages"][-1]["content"]
+    finally:
+        env.close()
+
+
+def test_the_random_agent_acts_on_the_page_elements():
+    env = MiniWoBEnv("enter-text")
+    try:
+        env.reset(seed=2)
+        candidates = env.action_candidates()
+        assert candidates is not None and "click(2)" in candidates
+        word = re.search(r'"(.*)"', env.utterance).group(1)
+        assert f'fill(1, "{word}")' in candidates and 'press("Enter")' in candidates
+        assert all(env.step(c)[4]["action_valid"] for c in candidates[:1])
+    finally:
+        env.close()
+
+
 def test_a_wrong_answer_is_penalised_by_the_page():
     env = MiniWoBEnv("click-button")
     try:
