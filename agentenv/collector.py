@@ -29,7 +29,7 @@ from agentenv.hooks import BranchRequest, BranchStrategy, TeacherMixing, TreeStr
 from agentenv.messages import Observation, content_text
 from agentenv.policy import Policy, PolicyOutput, PolicyRequest, SamplingParams
 from agentenv.progress import CollectProgress
-from agentenv.prompting import Conversation, PromptConfig
+from agentenv.prompting import Conversation, PromptConfig, new_prompt_tokens
 from agentenv.registry import make, resolve_id
 from agentenv.summary import CollectSummary
 from agentenv.threads import DaemonThreadPool
@@ -658,12 +658,7 @@ class Collector:
     def _make_turn(self, index: int, obs: Observation, out: PolicyOutput, request: PolicyRequest,
                    next_obs: Observation, reward: float, terminated: bool, truncated: bool,
                    info: dict[str, Any]) -> Turn:
-        prompt_ids, offset = list(out.prompt_ids or []), 0
-        cont = request.continuation
-        if cont is not None and prompt_ids:
-            prefix = cont.prompt_ids + cont.completion_ids
-            if prompt_ids[: len(prefix)] == prefix:
-                prompt_ids, offset = prompt_ids[len(prefix):], len(prefix)
+        prompt_ids, offset = new_prompt_tokens(list(out.prompt_ids or []), request.continuation)
         completion = list(out.completion_ids or [])
         info = dict(info)
         parsed = info.pop("parsed_action", None) or {}

@@ -33,6 +33,16 @@ class PromptConfig:
             raise ValueError(f"window must be >= 0 or None, got {self.window}")
 
 
+def new_prompt_tokens(prompt_ids: list[int], continuation: Continuation | None) -> tuple[list[int], int]:
+    """A turn's prompt as the trajectory stores it: the tokens new at this turn and how many tokens of the
+    previous context come before them (0 when the prompt was rendered afresh)."""
+    if continuation is not None and prompt_ids:
+        prefix = continuation.prompt_ids + continuation.completion_ids
+        if prompt_ids[: len(prefix)] == prefix:
+            return prompt_ids[len(prefix):], len(prefix)
+    return prompt_ids, 0
+
+
 class Conversation:
     """The messages of one episode, and the tokens of its last turn for prefix-stable rendering."""
 

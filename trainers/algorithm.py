@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from agentenv.hooks import TeacherMixing, TreeStrategy
+from agentenv.prompting import PromptConfig
 from agentenv.trajectory import Trajectory
 
 from .config import TrainConfig
@@ -69,6 +70,15 @@ class Algorithm(abc.ABC):
 
     def teacher(self, step: int) -> TeacherMixing | None:
         return None
+
+    def prepare(self, policy: Any, prompt: PromptConfig) -> None:
+        """Called once the collecting policy exists, before the first step (DynaWeb puts its recorded expert
+        episodes in the policy's tokens); nothing by default."""
+        return None
+
+    def aux_sft_coef(self) -> float:
+        """λ of the auxiliary SFT loss on the rows an algorithm marks ``sft`` (0: it marks none)."""
+        return 0.0
 
     def branching(self, step: int, context: BranchContext) -> TreeStrategy | None:
         """The tree rollout of step ``step``'s collection (None: ``group_size`` independent roots)."""
@@ -130,5 +140,5 @@ def algorithm_preset(name: str) -> dict[str, Any]:
 def _load_builtins() -> None:
     import importlib
 
-    for module in ("grpo", "gigpo", "hgpo", "dagger", "arpo", "aepo", "appo", "trace"):
+    for module in ("grpo", "gigpo", "hgpo", "dagger", "arpo", "aepo", "appo", "trace", "dynaweb"):
         importlib.import_module(f"{__package__}.{module}")  # each registers itself

@@ -28,7 +28,7 @@ COMMON = frozenset({
 class TrainConfig:
     """Every option of a run. Each algorithm starts from its preset (§9.8, the ``preset`` of its class)."""
 
-    #: grpo | gigpo | hgpo | dagger | arpo | aepo | appo | trace
+    #: grpo | gigpo | hgpo | dagger | arpo | aepo | appo | trace | dynaweb
     algo: str = "grpo"
     #: the environment id (or an env server URL) and its keyword arguments
     env: str = "agentenv/ALFWorld-v0"

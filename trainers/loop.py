@@ -89,9 +89,11 @@ class Trainer:
         self.learner = Learner(model, LearnerConfig(lr=c.lr, weight_decay=c.weight_decay, grad_clip=c.grad_clip,
                                                     micro_batch_tokens=c.micro_batch_tokens, epochs=c.epochs,
                                                     temperature=c.temperature, amp=c.amp,
-                                                    minibatch_rows=c.minibatch_rows, seed=c.seed),
+                                                    minibatch_rows=c.minibatch_rows, seed=c.seed,
+                                                    aux_sft_coef=self.algo.aux_sft_coef()),
                                self.algo.loss_config(), ref_model=ref_model, pad_id=pad_id, sft=self.algo.sft)
         self.learner.keep_previous = self.algo.keeps_previous_weights()
+        self.algo.prepare(self.policy, PromptConfig(window=c.window))
         self.kl_reward = KLReward(c.kl_reward_coef, c.kl_reward_target, c.kl_reward_horizon) \
             if c.kl_reward_coef > 0 else None
         self.step = 0
@@ -101,9 +103,13 @@ class Trainer:
     # ----- collection ---------------------------------------------------------------------------------------
     def collect(self, step: int, evaluation: bool = False) -> list[Trajectory]:
         c = self.config
-        kwargs = (c.eval_env_kwargs if c.eval_env_kwargs is not None else c.env_kwargs) if evaluation else c.env_kwargs
+        env_id, kwargs = c.env, c.env_kwargs
+        if evaluation:
+            env_id = c.eval_env or c.env
+            own = {} if env_id != c.env else c.env_kwargs  # another env's options are not the training env's
+            kwargs = c.eval_env_kwargs if c.eval_env_kwargs is not None else own
         cfg = CollectConfig(
-            env_id=c.env, env_kwargs=dict(kwargs), n_tasks=c.eval_tasks if evaluation else c.tasks_per_step,
+            env_id=env_id, env_kwargs=dict(kwargs), n_tasks=c.eval_tasks if evaluation else c.tasks_per_step,
             group_size=1 if evaluation else c.group_size, concurrency=c.concurrency,
             seed=c.seed + (10_000_000 if evaluation else 1000 * step),
             sampling=SamplingParams(max_tokens=c.max_tokens, temperature=0.0 if evaluation else c.temperature,

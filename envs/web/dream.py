@@ -169,9 +169,14 @@ class WorldModelEnv(Env):
     def parse_action(self, text: str) -> ParsedAction:
         return self.real.parse_action(text)
 
+    def _apply(self, action: Any) -> StepResult:
+        result = super()._apply(action)
+        result.info["is_imagined"] = True  # an invalid action's turn is a dream turn too
+        return result
+
     def _step(self, action: ParsedAction) -> StepResult:
         command = action.command or action.text
-        info: dict[str, Any] = {"is_imagined": True}
+        info: dict[str, Any] = {}
         if command.startswith("answer("):
             reward, done, error = 0.0, True, None
             info["stopped_by"] = "answer"

@@ -117,7 +117,7 @@ def test_an_invalid_action_never_reaches_the_world_model(real_episodes):
     try:
         env.reset(seed=0)
         _, _, _, _, info = env.step("buy everything")
-        assert info["action_valid"] is False and model.prompts == []
+        assert info["action_valid"] is False and info["is_imagined"] and model.prompts == []
     finally:
         env.close()
 
