@@ -198,7 +198,8 @@ def serve_policy(
 
 @app.command(context_settings={"allow_extra_args": False})
 def train(
-    algo: Annotated[str, typer.Argument(help="grpo | gigpo | hgpo | dagger | arpo | aepo | appo | trace")],
+    algo: Annotated[str, typer.Argument(help="grpo | gigpo | hgpo | dagger | arpo | aepo | appo | trace | dynaweb "
+                                             "| wwm (DynaWeb's web world model, trained on --data)")],
     overrides: Annotated[list[str] | None, typer.Argument(help="option overrides key=value (see "
                                                                  "agentenv/trainers/config.py)")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="a YAML run config")] = None,
@@ -207,9 +208,18 @@ def train(
     out: Annotated[str | None, typer.Option("--out", "-o", help="run directory")] = None,
     policy: Annotated[str | None, typer.Option(help="URL of a policy server serving MODEL that collects and "
                                                     "receives each update (default: in-process)")] = None,
+    data: Annotated[list[str] | None, typer.Option("--data", help="wwm: a trajectory store or transitions "
+                                                                  ".jsonl to learn from (repeatable)")] = None,
 ) -> None:
     """Train a policy: collect, compute advantages, update, push the weights, repeat; writes metrics.jsonl,
-    checkpoints and plots.png in the run directory."""
+    checkpoints and plots.png in the run directory. `train wwm --data STORE` fine-tunes a web world model."""
+    if algo == "wwm":
+        if env is not None or policy is not None:
+            raise typer.BadParameter("wwm learns from --data; --env and --policy do not apply")
+        _train_world_model(data, str(config) if config else None, overrides or [], model, out)
+        return
+    if data:
+        raise typer.BadParameter(f"--data is the world model's training data (train wwm); {algo} collects its own")
     from agentenv.trainers.config import load_config
     from agentenv.trainers.loop import Trainer
 
@@ -228,6 +238,64 @@ def train(
     steps = max((int(r["step"]) for r in history), default=0)
     console.print(f"trained {cfg.algo} to step {steps}: metrics in {cfg.out}/metrics.jsonl, "
                   f"plots in {cfg.out}/plots.png")
+
+
+def _train_world_model(data: list[str] | None, config: str | None, overrides: list[str], model: str | None,
+                       out: str | None) -> None:
+    """`train wwm`: fine-tune the world model, then show its held-out metrics against the copy baseline."""
+    from agentenv.trainers.world_model import METRICS, load_world_model_config, train_world_model
+
+    cfg = load_world_model_config(config, overrides, data=data or None, model=model, out=out)
+    result = train_world_model(cfg)
+    d = result["data"]
+    console.print(f"{d['train']} train / {d['held_out']} held-out transitions ({d['train_tasks']} / "
+                  f"{d['held_out_tasks']} tasks; {d['evaluated']} evaluated, {d['skipped_too_long']} skipped as "
+                  f"too long); trained {result['train_seconds']:.0f} s at {result['train_tokens_per_s']:.0f} "
+                  "tokens/s")
+    table = Table(title=f"world model, held-out ({cfg.out})")
+    for col in ("metric", "before", "after", "copy baseline"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key in METRICS:
+        table.add_row(key.replace("_", " "), *(f"{result[k][key]:.3f}" for k in ("before", "after", "baseline")))
+    console.print(table)
+    console.print(f"model in {cfg.out}/model, metrics in {cfg.out}/metrics.jsonl, plots in {cfg.out}/plots.png")
+
+
+@app.command()
+def transitions(
+    stores: Annotated[list[Path], typer.Argument(help="trajectory store directories (or transitions .jsonl)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the transitions .jsonl to write")],
+    labeler: Annotated[str | None, typer.Option(help="a policy spec that writes each transition's reasoning "
+                                                     "trace (default: none)")] = None,
+    max_tokens: Annotated[int, typer.Option(help="the labeler's tokens per reasoning trace")] = 96,
+) -> None:
+    """Extract the world model's transitions (task, page, action, next page, reward) from web episodes."""
+    from collections import Counter
+
+    from agentenv.envs.web.transitions import LLMLabeler, load_transitions, write_transitions
+
+    items = load_transitions(stores)
+    if not items:
+        raise ValueError(f"no transitions in {', '.join(map(str, stores))} (web episodes with valid actions)")
+    if labeler is not None:
+        items = LLMLabeler(_policy(labeler), max_tokens=max_tokens).label(items)
+    n = write_transitions(items, out)
+    table = Table(title=f"{n} transitions -> {out}")
+    for col in ("", "transitions", "page changed"):
+        table.add_column(col, justify="left" if not col else "right")
+    changed = [not t.delta.is_empty for t in items]
+    for kind, key in (("env", lambda t: t.env_id), ("policy", lambda t: t.policy)):
+        counts: Counter[str] = Counter()
+        moved: Counter[str] = Counter()
+        for t, c in zip(items, changed, strict=True):
+            counts[key(t)] += 1
+            moved[key(t)] += c
+        for name, count in sorted(counts.items()):
+            table.add_row(f"{kind} {escape(name)}", str(count), f"{moved[name] / count:.0%}")
+    table.add_row("all", str(n), f"{sum(changed) / n:.0%}")
+    if labeler is not None:
+        table.add_row("with reasoning", str(sum(t.reasoning is not None for t in items)), "")
+    console.print(table)
 
 
 @app.command()
