@@ -28,7 +28,7 @@ from agentenv.parsing import ParsedAction
 from agentenv.policy import Policy, PolicyRequest, SamplingParams
 from agentenv.trajectory import Trajectory
 
-from .browser_env import page_message, split_page_message
+from .browser_env import page_candidates, page_message, split_page_message
 from .delta import DeltaError, apply, parse_delta
 from .transitions import world_model_messages
 
@@ -168,6 +168,9 @@ class WorldModelEnv(Env):
 
     def parse_action(self, text: str) -> ParsedAction:
         return self.real.parse_action(text)
+
+    def action_candidates(self) -> list[str] | None:
+        return page_candidates(self.page, self.task) if self.start is not None else None
 
     def _apply(self, action: Any) -> StepResult:
         result = super()._apply(action)

@@ -9,11 +9,12 @@ from dataclasses import replace
 import pytest
 
 import agentenv
-from agentenv.collector import collect
+from agentenv.collector import CollectConfig, Collector, collect
 from agentenv.envs.web.delta import format_delta
 from agentenv.envs.web.dream import WorldModelEnv, dream_id, real_id
 from agentenv.envs.web.transitions import transitions
-from agentenv.policies import ExpertPolicy, ReplayPolicy, build_tiny_model
+from agentenv.hooks import BranchRequest, TreeStrategy
+from agentenv.policies import ExpertPolicy, RandomPolicy, ReplayPolicy, build_tiny_model
 from agentenv.policy import PolicyOutput
 
 REAL = "agentenv/MiniWoB-ClickCheckboxes-v0"
@@ -118,6 +119,7 @@ def test_an_invalid_action_never_reaches_the_world_model(real_episodes):
         env.reset(seed=0)
         _, _, _, _, info = env.step("buy everything")
         assert info["action_valid"] is False and info["is_imagined"] and model.prompts == []
+        assert "click(1)" in env.action_candidates()  # a random agent dreams too
     finally:
         env.close()
 
@@ -193,3 +195,33 @@ def test_a_real_model_dreams_through_the_shared_runtime(real_episodes, tmp_path)
     finally:
         env.close()
     assert format_delta  # the Δ text format the world model is trained on
+
+
+class BranchAtTurnOne(TreeStrategy):
+    def budget(self, task_index: int) -> int:
+        return 3
+
+    def initial(self, task_index: int) -> int:
+        return 1
+
+    def branches(self, trajectory):
+        return [BranchRequest(1, 2)] if trajectory.parent_trajectory_id is None and len(trajectory.turns) > 1 else []
+
+
+def test_tree_rollouts_fork_dreams_from_snapshots_without_asking_the_world_model_again(real_episodes):
+    starts, _ = real_episodes
+    model = FakeWorldModel()  # no change: every dream runs to the horizon
+    env_kwargs = {"real_env": REAL, "world_model": model, "starts": str(starts), "max_turns": 3}
+    config = CollectConfig(env_id=dream_id(REAL), n_tasks=2, concurrency=2, progress="off", env_kwargs=env_kwargs)
+    collector = Collector(config, RandomPolicy(seed=3), branching=BranchAtTurnOne())
+    collector.run()
+    episodes = collector.trajectories
+    children = [t for t in episodes if t.parent_trajectory_id is not None]
+    assert len(episodes) == 6 and len(children) == 4 and all(t.status == "ok" for t in episodes)
+    parents = {t.trajectory_id: t for t in episodes}
+    for child in children:
+        assert child.turns[0].action == parents[child.parent_trajectory_id].turns[0].action
+        assert all(turn.is_imagined for turn in child.turns) and child.kind == "branch"
+    valid = sum(turn.action_valid for t in episodes for turn in t.turns)
+    copied = sum(child.turns[0].action_valid for child in children)
+    assert len(model.prompts) == valid - copied  # a fork restores the dream's state: no step is re-dreamed
