@@ -20,3 +20,18 @@ def test_example_runs(script):
 
 def test_custom_env_example_is_under_60_lines():
     assert len((Path(__file__).parents[1] / "examples" / "custom_env.py").read_text().splitlines()) < 60
+
+
+CONFIGS = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_example_config_loads_for_the_algorithm_it_names(config):
+    import re
+
+    from agentenv.trainers.config import load_config
+
+    named = re.search(rf"agentenv train (\w+) --config examples/{re.escape(config.name)}", config.read_text())
+    assert named, f"{config.name} says in a comment which `agentenv train ALGO --config` command runs it"
+    cfg, explicit = load_config(named.group(1), str(config))
+    assert cfg.algo == named.group(1) and {"env", "model", "out"} <= explicit
