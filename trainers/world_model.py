@@ -73,6 +73,8 @@ class WorldModelConfig:
     dtype: str = "float32"
     #: bfloat16 autocast for the forward and backward passes over float32 weights
     amp: bool = False
+    #: where the model trains and generates: auto (a CUDA device when there is one), cpu, cuda, cuda:1...
+    device: str = "auto"
     #: seeds the task split, the evaluation sample and the shuffles
     seed: int = 0
     #: auto | bar | log | off
@@ -337,7 +339,8 @@ def train_world_model(config: WorldModelConfig) -> dict[str, Any]:
     if not items:
         raise ValueError(f"no transitions in {', '.join(c.data)}")
     torch.manual_seed(c.seed)
-    policy = TransformersPolicy(c.model, dtype=c.dtype, name="wwm")
+    device = c.device if c.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    policy = TransformersPolicy(c.model, device=device, dtype=c.dtype, name="wwm")
     model = policy.model
     if c.lora_rank:
         from peft import LoraConfig, get_peft_model
