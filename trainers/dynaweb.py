@@ -11,7 +11,8 @@ expert episode of the same task (the task its dreams started from), read from re
 * ``aux_sft``: the G dreams stay, and the expert episode adds ``aux_sft_coef`` · NLL to the loss.
 
 The loss is GSPO's: one sequence ratio per episode over its action tokens (observation tokens are
-masked), clipped tightly, averaged per sequence (§11.3). Held-out evaluation runs on the real env.
+masked), clipped tightly, averaged per sequence (§11.3), against π_old's log-probs recomputed by the
+learner when the update starts. Held-out evaluation runs on the real env.
 """
 
 from __future__ import annotations
@@ -125,8 +126,12 @@ class DynaWeb(Algorithm):
                                          for t in episodes])
         advantages = grpo(table, norm=self.config.norm).tolist()
         rows = sequence_rows(episodes)
-        rows = [dataclasses.replace(r, recompute_old_logp=True) if episodes[r.episode].kind == "expert" else r
-                for r in rows]
+        # GSPO's clip (4e-4 wide) is narrower than the gap between the sampler's log-probs and the learner's
+        # (bfloat16 autocast, another batch shape): π_old is then the learner's own at the update's start,
+        # as verl recomputes old_log_prob, or the ratio of every sampled sequence starts clipped.
+        everyone = self.config.ratio == "sequence"
+        rows = [dataclasses.replace(r, recompute_old_logp=True) if everyone or episodes[r.episode].kind == "expert"
+                else r for r in rows]
         for row in sequence_rows(demonstrations):
             rows.append(dataclasses.replace(row, episode=len(episodes) + row.episode, sft=True))
             advantages.append(0.0)

@@ -61,12 +61,13 @@ def test_the_preset_is_gspo_and_evaluation_runs_on_the_real_env():
 def test_with_p_mix_zero_every_episode_is_a_dream():
     a = algo(expert_mix=0.0)
     rows, _ = a.rows_and_advantages(batch(), lambda text: [])
-    assert len(rows) == 12 and not any(r.recompute_old_logp or r.sft for r in rows)
+    assert len(rows) == 12 and not any(r.sft for r in rows)
+    assert all(r.recompute_old_logp for r in rows)  # GSPO's 4e-4 clip: π_old is the learner's own log-probs
     assert a.plan(batch()) == {}
 
 
 def test_with_p_mix_one_each_group_with_an_expert_gets_exactly_one():
-    a = algo(expert_mix=1.0)
+    a = algo(expert_mix=1.0, ratio="token")  # token ratios keep the sampler's log-probs; experts have none
     episodes = batch()
     plan = a.plan(episodes)
     assert set(plan) == {"g0", "g1"}
@@ -87,7 +88,7 @@ def test_aux_sft_keeps_the_dreams_and_adds_the_expert_as_an_sft_row():
     sft = [r for r in rows if r.sft]
     assert len(rows) == 14 and len(sft) == 2 and a.aux_sft_coef() == 0.5
     assert all(sum(r.mask) == 4 and advantages[rows.index(r)] == 0 for r in sft)
-    assert all(not r.recompute_old_logp for r in rows)
+    assert all(r.recompute_old_logp for r in rows if not r.sft)
     assert algo(expert_mode="group_inject").aux_sft_coef() == 0.0
 
 
