@@ -16,6 +16,8 @@ audit; a Δ that does not fit the page leaves the page as it was and says why (`
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
@@ -71,6 +73,14 @@ class ModelRuntime:
             self.policy: Policy = make_policy(spec)
         else:
             self.policy = spec
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Close the policy on its loop (its batching task must not outlive the loop), then stop the loop."""
+        if self._loop.is_running():
+            with contextlib.suppress(Exception):
+                self._submit(self.policy.aclose()).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
 
     @classmethod
     def shared(cls, spec: str | Policy) -> ModelRuntime:
