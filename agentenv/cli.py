@@ -276,7 +276,8 @@ def transitions(
 
     items = load_transitions(stores)
     if not items:
-        raise ValueError(f"no transitions in {', '.join(map(str, stores))} (web episodes with valid actions)")
+        raise typer.BadParameter(f"no transitions in {', '.join(map(str, stores))} (web episodes with valid "
+                                 "actions)")
     if labeler is not None:
         items = LLMLabeler(_policy(labeler), max_tokens=max_tokens).label(items)
     n = write_transitions(items, out)
