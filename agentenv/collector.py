@@ -307,10 +307,13 @@ class Collector:
                                      branch=request, tid=tid, kind=request.kind))
 
     def _refill(self, jobs: asyncio.PriorityQueue[_Job], task: int) -> int:
-        """Fresh roots (``global_refill``) for every free slot of the group, all at once."""
+        """Fresh roots (``global_refill``) for the group's free slots: all at once, or one (which may branch
+        into the slots after it) where the strategy refills one at a time."""
+        assert self.tree is not None
         ledger = self._groups[task]
+        limit = 1 if self.tree.refill_one_at_a_time and not self.tree.post_hoc else 10**9
         added = 0
-        while ledger.budget is not None and ledger.free:
+        while ledger.budget is not None and ledger.free and added < limit:
             sample = ledger.next_sample
             ledger.next_sample += 1
             job = self._root_job(task, sample, "global_refill")

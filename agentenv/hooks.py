@@ -60,6 +60,9 @@ class TreeStrategy:
     #: the strategy branches in rounds after everything running has finished (:meth:`after_round`);
     #: refills then wait for the last round instead of starting as soon as a group goes idle
     post_hoc: ClassVar[bool] = False
+    #: refill a group's free slots one global sample at a time (each may branch into the slots after it,
+    #: as ARPO's released rollout loop does), instead of all at once (more episodes in flight, no branches)
+    refill_one_at_a_time: bool = False
 
     def budget(self, task_index: int) -> int | None:
         """Episodes per group, exactly (None: no budget; branches add to the group)."""

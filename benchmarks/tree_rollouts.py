@@ -2,7 +2,7 @@
 
     python benchmarks/tree_rollouts.py [--tasks 8] [--total 16] [--initial 8] [--beam 2] [--alpha 0.5]
         [--beta 0.2] [--max-tokens 96] [--max-turns 8] [--temperature 1.0] [--concurrency 8]
-        [--order baseline-first] [--model smollm2-135m-instruct]
+        [--refill one] [--order baseline-first] [--model smollm2-135m-instruct]
 
 Both arms collect ``agentenv/CodeInterpreter-v0`` episodes (Python in a bubblewrap sandbox) with
 SmolLM2-135M-Instruct (or ``--model``) behind one embedded policy server (127.0.0.1 only, its
@@ -12,7 +12,8 @@ concurrency and the same samples per task:
 
 * tree: ``ARPOBudget(total=M, initial=N, copies=Z-1, alpha, beta)``: N roots per task, forks of Z-1 copies
   at turn boundaries after a valid tool call (each with probability clip(alpha + beta*dH, 0, 1)), and
-  fresh ``global_refill`` roots for the slots left; forks send ``prefix_hint`` so the server shares the
+  fresh ``global_refill`` roots for the slots left, one at a time once the group is idle (each may fork
+  like a root; ``--refill all`` starts them together); forks send ``prefix_hint`` so the server shares the
   parent's cached prefix;
 * baseline: the same collector with no branching and ``group_size=M``.
 
@@ -100,7 +101,8 @@ def run_arm(name: str, run: int, url: str, args: argparse.Namespace, vocab_size:
     branching = None
     if tree:
         branching = ARPOBudget(total=args.total, initial=args.initial, probe=EntropyProbe(vocab_size),
-                               copies=args.beam - 1, alpha=args.alpha, beta=args.beta, seed=args.seed)
+                               copies=args.beam - 1, alpha=args.alpha, beta=args.beta, seed=args.seed,
+                               refill=args.refill)
     cfg = CollectConfig(ENV, n_tasks=args.tasks, group_size=1 if tree else args.total,
                         concurrency=args.concurrency, seed=args.seed, progress="off",
                         env_kwargs={"max_turns": args.max_turns},
@@ -155,6 +157,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--max-turns", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--refill", choices=("one", "all"), default="one",
+                        help="an idle group's free slots: one global sample at a time (ARPO's loop), or all at once")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=MODEL,
@@ -193,7 +197,8 @@ def main() -> None:
     for col in cols:
         table.add_column(col, justify="right")
     labels = {"independent": "baseline: independent",
-              "tree": f"ARPO tree (N={args.initial}, Z={args.beam}, a={args.alpha}, b={args.beta})"}
+              "tree": f"ARPO tree (N={args.initial}, Z={args.beam}, a={args.alpha}, b={args.beta}, "
+                      f"refill {args.refill})"}
     for name in ("independent", "tree"):
         r = results[name]
         table.add_row(labels[name], f"{r['samples']:.0f}",

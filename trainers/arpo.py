@@ -4,10 +4,12 @@ Entropy rises right after a model reads tool feedback, so ARPO spends part of ea
 ``N`` global samples start from the prompt, and at every turn boundary after tool feedback each episode
 forks ``Z − 1`` copies, each with probability ``clip(α + β·ΔH, 0, 1)``, where ΔH is the entropy of the
 segment generated after the feedback minus the episode's initial entropy (§2b, the released code's
-Bernoulli rule). Forks stop when the group holds ``M`` episodes; slots left once a group has nothing
-running get fresh global samples. The update is GRPO over all ``M`` sequences ("soft" attribution: a
-shared prefix token is trained once per sequence that contains it, with the same ratio, so it gets the
-mean of their advantages); ``attribution=hard`` assigns that mean explicitly and counts the token once.
+Bernoulli rule). Forks stop when the group holds ``M`` episodes. Once a group has nothing running, a fresh
+global sample takes the next free slot and may fork into the slots after it (``refill=one``, the released
+loop's one refill per iteration; ``all`` starts every refill at once: more in flight, none of them forks).
+The update is GRPO over all ``M`` sequences ("soft" attribution: a shared prefix token is trained once per
+sequence that contains it, with the same ratio, so it gets the mean of their advantages);
+``attribution=hard`` assigns that mean explicitly and counts the token once.
 
 Where the code and the paper differ (§2h), the corrected behaviour is the default: the initial entropy is
 per episode and per collection, inherited by forks (``branch_inherits_h_init``), and the decision after a
@@ -42,20 +44,25 @@ from .trees import shared_prefix_lengths, tree_metrics
 
 #: the options every ARPO-style tree rollout reads
 TREE_OPTIONS = frozenset({"initial_rollouts", "beam_size", "branch_probability", "entropy_weight", "entropy_window",
-                          "entropy_timing", "branch_inherits_h_init", "top_logprobs", "attribution", "norm"})
+                          "entropy_timing", "branch_inherits_h_init", "top_logprobs", "attribution", "norm",
+                          "refill"})
 
 
 class ARPOBudget(TreeStrategy):
     """ARPO's rollout budget: ``initial`` global samples, entropy-triggered forks, ``total`` per group."""
 
     def __init__(self, total: int, initial: int, probe: EntropyProbe, copies: int = 1, alpha: float = 0.5,
-                 beta: float = 0.2, timing: str = "paper_probe", inherit_h_init: bool = True, seed: int = 0):
+                 beta: float = 0.2, timing: str = "paper_probe", inherit_h_init: bool = True, seed: int = 0,
+                 refill: str = "one"):
         if not 1 <= initial <= total:
             raise ValueError(f"ARPO needs 1 <= initial_rollouts ({initial}) <= group_size ({total})")
         if copies < 0:
             raise ValueError(f"beam_size must be >= 1, got {copies + 1}")
         if timing not in ("paper_probe", "code_lagged"):
             raise ValueError(f"entropy_timing must be paper_probe or code_lagged, got {timing!r}")
+        if refill not in ("one", "all"):
+            raise ValueError(f"refill must be one or all, got {refill!r}")
+        self.refill_one_at_a_time = refill == "one"
         self.total, self.first, self.probe, self.copies = total, initial, probe, copies
         self.alpha, self.beta, self.timing, self.inherit_h_init, self.seed = alpha, beta, timing, inherit_h_init, seed
 
@@ -122,7 +129,7 @@ class ARPO(Algorithm):
         c = self.config
         return self.make_budget(c.group_size, c.initial_rollouts or c.group_size, self.probe(context.vocab_size),
                                 c.beam_size - 1, c.branch_probability, c.entropy_weight, c.entropy_timing,
-                                c.branch_inherits_h_init, seed=c.seed * 1_000_003 + step)
+                                c.branch_inherits_h_init, seed=c.seed * 1_000_003 + step, refill=c.refill)
 
     def make_budget(self, *args: Any, **kwargs: Any) -> ARPOBudget:
         return ARPOBudget(*args, **kwargs)

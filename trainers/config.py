@@ -137,6 +137,9 @@ class TrainConfig:
     entropy_timing: str = "paper_probe"
     #: a fork keeps its root's initial entropy (the paper); False: its first own segment's (the code)
     branch_inherits_h_init: bool = True
+    #: ARPO/AEPO: an idle group's free slots get one global sample at a time, which may fork into the slots
+    #: after it (the released loop); all: every refill at once (more episodes in flight, no forks from them)
+    refill: str = "one"
     #: top log-probs recorded per sampled token (entropy proxies); 0: use the exact entropies
     top_logprobs: int = 0
     #: soft: plain GRPO over every sequence; hard: a shared token gets its sequences' mean advantage, once
@@ -222,7 +225,8 @@ class TrainConfig:
                    "clip_mode": ("standard", "entropy_balanced"), "entropy_norm_scope": ("micro", "mini", "global"),
                    "omega_reference": ("post_update_policy", "trainer_recompute"),
                    "contrast": ("mixed_prob", "pair_count"), "predictor": ("beta", "learned"),
-                   "ratio": ("token", "sequence"), "expert_mode": ("group_inject", "aux_sft")}
+                   "ratio": ("token", "sequence"), "expert_mode": ("group_inject", "aux_sft"),
+                   "refill": ("one", "all")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

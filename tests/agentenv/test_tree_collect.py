@@ -116,6 +116,19 @@ def test_unused_slots_are_refilled_with_global_samples_and_a_broken_tree_is_caug
         check_groups(episodes, 5)
 
 
+def test_refills_one_at_a_time_may_branch_into_the_slots_after_them(policy):
+    """ARPO's released loop: an idle group gets one global sample, which forks like any root."""
+    eager = collect(policy, AtTurn(total=5, roots=1, count=1))
+    assert Counter(t.kind for t in eager) == {"init": 2, "branch": 2, "global_refill": 6}
+    strategy = AtTurn(total=5, roots=1, count=1)
+    strategy.refill_one_at_a_time = True
+    episodes = collect(policy, strategy)
+    check_groups(episodes, 5)
+    assert Counter(t.kind for t in episodes) == {"init": 2, "branch": 4, "global_refill": 4}
+    by_id = {t.trajectory_id: t for t in episodes}
+    assert {by_id[t.parent_trajectory_id].kind for t in episodes if t.kind == "branch"} == {"init", "global_refill"}
+
+
 def test_a_fork_inside_a_turn_keeps_the_parents_first_tokens_and_samples_the_rest(policy):
     episodes = collect(policy, AtTurn(total=4, roots=2, turn=1, count=1, offset=2, post_hoc=True))
     check_groups(episodes, 4)
