@@ -256,7 +256,8 @@ def _train_world_model(data: list[str] | None, config: str | None, overrides: li
     for col in ("metric", "before", "after", "copy baseline"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for key in METRICS:
-        table.add_row(key.replace("_", " "), *(f"{result[k][key]:.3f}" for k in ("before", "after", "baseline")))
+        table.add_row(key.replace("_", " "), *(f"{result[k][key]:.3f}" if key in result[k] else "-"
+                                                        for k in ("before", "after", "baseline")))
     console.print(table)
     console.print(f"model in {cfg.out}/model, metrics in {cfg.out}/metrics.jsonl, plots in {cfg.out}/plots.png")
 

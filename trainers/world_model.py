@@ -69,6 +69,9 @@ class WorldModelConfig:
     eval_max_tokens: int = 256
     #: at most this many held-out transitions are evaluated (a seeded sample; None: all)
     eval_transitions: int | None = 64
+    #: evaluate the model before training too (the "before" column; an untrained model writes up to
+    #: eval_max_tokens per prediction, so this can take longer than an epoch on a CPU)
+    eval_before: bool = True
     #: the weights' dtype: float32 or bfloat16
     dtype: str = "float32"
     #: bfloat16 autocast for the forward and backward passes over float32 weights
@@ -372,7 +375,7 @@ def train_world_model(config: WorldModelConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     details: list[dict[str, Any]] = []
     train_seconds, train_tokens = 0.0, 0
-    with _Progress(c.progress, c.epochs * steps_per_epoch + (c.epochs + 1) * len(evaluated)) as bar:
+    with _Progress(c.progress, c.epochs * steps_per_epoch + (c.epochs + c.eval_before) * len(evaluated)) as bar:
         bar.note(f"{len(train)} train / {len(held)} held-out transitions ({summary['held_out_tasks']} tasks), "
                  f"{summary['skipped_too_long']} skipped as too long")
 
@@ -389,10 +392,13 @@ def train_world_model(config: WorldModelConfig) -> dict[str, Any]:
             bar.note(f"epoch {entry['epoch']}: " + " ".join(
                 f"{k} {entry['eval_' + k]:.3f}" for k in ("exact_delta", "page_exact", "f1")))
 
-        started = time.perf_counter()
-        before = after = evaluate(0)
-        record({"epoch": 0, **_prefixed(before, "eval_"), **_prefixed(baseline, "baseline_"),
-                "eval_seconds": time.perf_counter() - started})
+        before: dict[str, float] = {}
+        after = before
+        if c.eval_before:
+            started = time.perf_counter()
+            before = after = evaluate(0)
+            record({"epoch": 0, **_prefixed(before, "eval_"), **_prefixed(baseline, "baseline_"),
+                    "eval_seconds": time.perf_counter() - started})
         shuffle = random.Random(c.seed)
         for epoch in range(1, c.epochs + 1):
             bar.phase(f"training epoch {epoch}")

@@ -26,13 +26,10 @@ from .delta import Delta, apply, diff, format_delta
 from .page import WebActionError, parse_web_action
 
 WORLD_MODEL_SYSTEM = (
-    "You are a web world model. You see a task, a web page as text (one line per element, ids in brackets) "
-    "and the action taken on it. Predict the result, in this format:\n"
-    "reward: <the step's reward>\ndone: <yes if the task is over, else no>\n"
-    "then the page's changes, each naming a line of the page: `- [7]` removes line [7]; `~ [12]` then "
-    "`| <new line>` replaces line [12]; `+ [12]` then `| <line>` lines inserts them after line [12] "
-    "(`+ [^]` at the top). Text lines are named after the element above them: [12]+1, [12]+2. "
-    "Write no changes if the page stays the same."
+    "Web world model: given a task, a page (a line per element, [id]) and an action, write\n"
+    "reward: <r>\ndone: <yes|no>\nthen the page's changes: `- [7]` drops line [7]; `~ [7]` then `| <line>` "
+    "replaces it; `+ [7]` then `| <line>` lines insert after it (`+ [^]`: at the top). Text lines are [7]+1, "
+    "[7]+2 after [7]. No change: write none."
 )
 
 

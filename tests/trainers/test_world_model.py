@@ -4,6 +4,7 @@ and the command line (``agentenv train wwm``, ``agentenv transitions``)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -164,9 +165,13 @@ def test_train_wwm_on_the_command_line(tmp_path, tiny, items, capsys):
     data = tmp_path / "data.jsonl"
     write_transitions(items, data)
     code, out, err = run_cli(capsys, "train", "wwm", "--data", str(data), "--model", str(tiny), "-o",
-                             str(tmp_path / "run"), "epochs=1", "eval_max_tokens=8", "progress=off")
+                             str(tmp_path / "run"), "epochs=1", "eval_max_tokens=8", "progress=off",
+                             "eval_before=false")
     assert code == 0, err
     assert "copy baseline" in out and "page exact" in out and (tmp_path / "run" / "model").is_dir()
+    assert re.search(r"exact delta\s+│\s+-\s+│\s+\d\.\d{3}", out)  # no "before" column: not evaluated
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1]
     code, _, err = run_cli(capsys, "train", "grpo", "--data", str(data))
     assert code == 2 and "--data" in err
     code, _, err = run_cli(capsys, "train", "wwm", "--data", str(data), "bogus=1")
