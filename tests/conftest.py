@@ -1,5 +1,6 @@
 """Shared test configuration: unit tests are the default tier; see pyproject for the markers."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 64-wide LlamaForCausalLM (random weights) saved with the SmolLM2 tokenizer."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Runs ``agentenv ARGV...`` in-process: ``cli("envs")`` gives (exit code, stdout, stderr)."""
+    from agentenv.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -7,47 +7,36 @@ from pathlib import Path
 
 import pytest
 
-from agentenv.cli import main
 from agentenv.progress import CollectProgress
 from agentenv.trajectory import Trajectory
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_envs_lists_the_built_ins_with_their_family(capsys):
-    code, out, _ = run_cli(capsys, "envs")
+def test_envs_lists_the_built_ins_with_their_family(cli):
+    code, out, _ = cli("envs")
     assert code == 0
     assert "agentenv/Maze-v0" in out and "agentenv/GuessNumber-v0" in out and "puzzle" in out
 
 
-def test_play_with_the_expert_solves_the_maze(capsys):
-    code, out, _ = run_cli(capsys, "play", "agentenv/Maze-v0", "--policy", "expert", "-e", "size=3")
+def test_play_with_the_expert_solves_the_maze(cli):
+    code, out, _ = cli("play", "agentenv/Maze-v0", "--policy", "expert", "-e", "size=3")
     assert code == 0
     assert "> Action: go" in out and "reward 1 after" in out and "solved" in out
 
 
-def test_play_prints_env_text_verbatim_not_as_markup(capsys):
-    code, out, _ = run_cli(capsys, "play", "agentenv/CodeInterpreter-v0", "--policy", "expert")
+def test_play_prints_env_text_verbatim_not_as_markup(cli):
+    code, out, _ = cli("play", "agentenv/CodeInterpreter-v0", "--policy", "expert")
     assert code == 0 and "[stdout]" in out and "reward 1 after 2 turns" in out
 
 
-def test_collect_show_and_resume(capsys, tmp_path: Path):
+def test_collect_show_and_resume(cli, tmp_path: Path):
     store = str(tmp_path / "store")
     argv = ("collect", "agentenv/GuessNumber-v0", "--policy", "random", "-n", "3", "-g", "2", "-k", "4",
             "--out", store, "--progress", "off")
-    code, out, _ = run_cli(capsys, *argv)
+    code, out, _ = cli(*argv)
     assert code == 0 and "episodes" in out and "6" in out
-    code, out, _ = run_cli(capsys, "show", store)
+    code, out, _ = cli("show", store)
     assert code == 0 and "reward" in out and "turn 0" in out and "tokens: none recorded" in out
-    code, out, _ = run_cli(capsys, *argv)
+    code, out, _ = cli(*argv)
     assert code == 0 and "+6 already done" in out
 
 
@@ -60,8 +49,8 @@ def test_collect_show_and_resume(capsys, tmp_path: Path):
     (("show", "no/such/store"), "is not a trajectory store"),
     (("collect", "agentenv/Maze-v0", "--out", "x", "--temperature", "-1"), "temperature must be >= 0"),
 ])
-def test_bad_input_gets_one_line_and_exit_code_2(capsys, argv, message):
-    code, out, err = run_cli(capsys, *argv)
+def test_bad_input_gets_one_line_and_exit_code_2(cli, argv, message):
+    code, out, err = cli(*argv)
     assert code == 2
     assert message in " ".join((out + err).split())
     assert "Traceback" not in out + err

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from agentenv.cli import main
 from agentenv.envs.web.delta import Delta, format_delta, parse_delta
 from agentenv.envs.web.transitions import Transition, load_transitions, write_transitions
 from agentenv.trainers.world_model import (
@@ -151,20 +150,12 @@ def test_a_one_epoch_run_writes_its_metrics_predictions_plots_and_a_loadable_mod
         train_world_model(cfg)
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
-def test_train_wwm_on_the_command_line(tmp_path, tiny, items, capsys):
+def test_train_wwm_on_the_command_line(tmp_path, tiny, items, cli):
     data = tmp_path / "data.jsonl"
     write_transitions(items, data)
-    code, out, err = run_cli(capsys, "train", "wwm", "--data", str(data), "--model", str(tiny), "-o",
+    code, out, err = cli("train", "wwm", "--data", str(data), "--model", str(tiny), "-o",
                              str(tmp_path / "run"), "epochs=1", "eval_max_tokens=8", "progress=off",
                              "eval_before=false")
     assert code == 0, err
@@ -172,19 +163,19 @@ def test_train_wwm_on_the_command_line(tmp_path, tiny, items, capsys):
     assert re.search(r"exact delta\s+│\s+-\s+│\s+\d\.\d{3}", out)  # no "before" column: not evaluated
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1]
-    code, _, err = run_cli(capsys, "train", "grpo", "--data", str(data))
+    code, _, err = cli("train", "grpo", "--data", str(data))
     assert code == 2 and "--data" in err
-    code, _, err = run_cli(capsys, "train", "wwm", "--data", str(data), "bogus=1")
+    code, _, err = cli("train", "wwm", "--data", str(data), "bogus=1")
     assert code == 2 and "unknown world model options" in err
 
 
 @pytest.mark.integration
-def test_transitions_from_a_real_miniwob_store(tmp_path, capsys):
+def test_transitions_from_a_real_miniwob_store(tmp_path, cli):
     store = tmp_path / "store"
-    code, _, err = run_cli(capsys, "collect", "agentenv/MiniWoB-ClickCheckboxes-v0", "-o", str(store), "-p",
+    code, _, err = cli("collect", "agentenv/MiniWoB-ClickCheckboxes-v0", "-o", str(store), "-p",
                            "expert", "-n", "2", "-k", "2", "--progress", "off")
     assert code == 0, err
-    code, out, err = run_cli(capsys, "transitions", str(store), "--out", str(tmp_path / "t.jsonl"))
+    code, out, err = cli("transitions", str(store), "--out", str(tmp_path / "t.jsonl"))
     assert code == 0, err
     loaded = load_transitions([tmp_path / "t.jsonl"])
     assert loaded and all(t.env_id == "agentenv/MiniWoB-ClickCheckboxes-v0" for t in loaded)
