@@ -156,8 +156,8 @@ def test_train_wwm_on_the_command_line(tmp_path, tiny, items, cli):
     data = tmp_path / "data.jsonl"
     write_transitions(items, data)
     code, out, err = cli("train", "wwm", "--data", str(data), "--model", str(tiny), "-o",
-                             str(tmp_path / "run"), "epochs=1", "eval_max_tokens=8", "progress=off",
-                             "eval_before=false")
+                         str(tmp_path / "run"), "epochs=1", "eval_max_tokens=8", "progress=off",
+                         "eval_before=false")
     assert code == 0, err
     assert "copy baseline" in out and "page exact" in out and (tmp_path / "run" / "model").is_dir()
     assert re.search(r"exact delta\s+│\s+-\s+│\s+\d\.\d{3}", out)  # no "before" column: not evaluated
@@ -173,7 +173,7 @@ def test_train_wwm_on_the_command_line(tmp_path, tiny, items, cli):
 def test_transitions_from_a_real_miniwob_store(tmp_path, cli):
     store = tmp_path / "store"
     code, _, err = cli("collect", "agentenv/MiniWoB-ClickCheckboxes-v0", "-o", str(store), "-p",
-                           "expert", "-n", "2", "-k", "2", "--progress", "off")
+                       "expert", "-n", "2", "-k", "2", "--progress", "off")
     assert code == 0, err
     code, out, err = cli("transitions", str(store), "--out", str(tmp_path / "t.jsonl"))
     assert code == 0, err
