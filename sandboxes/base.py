@@ -43,13 +43,16 @@ class SandboxRequestError(SandboxError):
         self.errno = errno
 
 
+CPU_BACKSTOP_S = 1.0
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     """Resource limits. `wall_time_s` is the default per-call deadline; a call may ask for less or more,
     clamped to `[min_timeout_s, max_timeout_s]` (reliability B17)."""
 
     wall_time_s: float = 30.0
-    cpu_time_s: float | None = None  # per command; None = the call's wall time
+    cpu_time_s: float | None = None  # per command; None = a backstop one second past the call's wall time
     memory_bytes: int = 2 * GiB  # address space per process
     processes: int = 128  # processes and threads of the whole sandbox
     output_bytes: int = 1 * MiB  # kept per stream (head and tail); the rest is counted and dropped
@@ -86,8 +89,12 @@ class SandboxLimits:
         return min(max(value, self.min_timeout_s), self.max_timeout_s)
 
     def rlimits(self, timeout: float) -> dict[str, int]:
-        """The per-command rlimits the supervisor sets (names of `resource.RLIMIT_*`, lower case)."""
-        cpu = self.cpu_time_s if self.cpu_time_s is not None else timeout
+        """The per-command rlimits the supervisor sets (names of `resource.RLIMIT_*`, lower case).
+
+        Without an explicit `cpu_time_s` the CPU limit only backstops the wall deadline, so it sits a
+        second past it: a spinning command must be reported as `wall_time`, not race the kernel's SIGXCPU.
+        """
+        cpu = self.cpu_time_s if self.cpu_time_s is not None else timeout + CPU_BACKSTOP_S
         return {
             "cpu": max(1, int(cpu + 0.999)),
             "as": int(self.memory_bytes),

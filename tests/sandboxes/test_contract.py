@@ -144,6 +144,11 @@ def test_limits_validate_and_clamp():
         make_sandbox("chroot")
 
 
+def test_default_cpu_limit_backstops_the_wall_deadline_instead_of_racing_it():
+    assert SandboxLimits().rlimits(1)["cpu"] > 1  # a spinner hits the 1 s deadline first (wall_time)
+    assert SandboxLimits(cpu_time_s=1).rlimits(10)["cpu"] == 1
+
+
 def test_subprocess_backend_warns_every_time(limits):
     for _ in range(2):
         sandbox = backend_or_skip("subprocess", limits)
