@@ -118,6 +118,11 @@ def collect(
                                                        "(catalog name or directory) and send token ids "
                                                        "(token-exact)")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="AGENTENV_API_KEY", help="with a server policy")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help="play the episodes on a Ray cluster: local (start Ray "
+                                                         "here), auto (the cluster `ray start` runs on this "
+                                                         "machine) or the head's HOST:PORT")] = None,
+    ray_workers: Annotated[int | None, typer.Option(help="with --ray: env workers (default: as many as the "
+                                                         "cluster places); -k is split between them")] = None,
 ) -> None:
     """Collect N tasks x G samples with K concurrent episodes into a resumable trajectory store."""
     from agentenv.collector import CollectConfig, Collector
@@ -135,7 +140,14 @@ def collect(
     if (tokenizer or api_key) and not server:
         raise typer.BadParameter("--tokenizer and --api-key apply to a server policy (http://...)")
     extra = {"tokenizer": tokenizer, "api_key": api_key, "concurrency": k} if server else {}
-    collector = Collector(cfg, _policy(policy, **extra), TrajectoryStore(out))
+    if ray_workers is not None and ray is None:
+        raise typer.BadParameter("--ray-workers applies with --ray")
+    remote = None
+    if ray is not None:
+        from agentenv.ray_collect import RayEpisodes, RayOptions
+
+        remote = RayEpisodes(RayOptions(ray, workers=ray_workers))
+    collector = Collector(cfg, _policy(policy, **extra), TrajectoryStore(out), remote=remote)
     summary = collector.run()
     summary.print(console, title=f"{collector.env_id} with {collector.policy.name} -> {out}")
 

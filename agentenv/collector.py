@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agentenv.budget import GroupLedger, slot_id
 from agentenv.env import Env
@@ -40,6 +40,24 @@ log = logging.getLogger("agentenv.collect")
 #: reset-info keys copied into ``Trajectory.extra`` (the summary reports success per task type; a dream
 #: names the real episode it started from)
 RECORDED_RESET_INFO = ("task_type", "task", "problem", "real_seed", "real_task_id", "real_trajectory_id")
+#: infrastructure failures that ``env_retries`` re-runs on a fresh env (a lost worker: its process or node died)
+RETRIED_CAUSES = ("env_error", "env_timeout", "worker_lost")
+
+
+class EpisodeRunner(Protocol):
+    """Plays episodes somewhere else (another process, a Ray cluster) for a :class:`Collector`, which keeps
+    the scheduling, the tree budget and the store; see :mod:`agentenv.ray_collect`."""
+
+    async def start(self, collector: Collector) -> str:
+        """Start the workers, each with one env built; returns the env's ``clone_mode``. Raises
+        :class:`EnvCreationError` when the env cannot be built."""
+        ...
+
+    async def run(self, slot: int, job: _Job) -> Trajectory:
+        """Play ``job`` (from the collector's worker ``slot``); a lost worker is a failed episode."""
+        ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -124,13 +142,21 @@ class Collector:
         teacher: TeacherMixing | None = None,
         env_factory: Callable[[], Env] | None = None,
         on_turn: Callable[[Trajectory, Turn], None] | None = None,
+        remote: EpisodeRunner | None = None,
     ):
+        if remote is not None and on_turn is not None:
+            raise ValueError("on_turn sees turns as they are played, in this process; episodes that run on other "
+                             "machines (remote=) report whole episodes only")
         self.config = config
         self.policy = policy
         self.store = store
         self.branching = branching
         #: a budgeted tree rollout (exact episodes per group); plain ``BranchStrategy`` hooks add children freely
         self.tree = branching if isinstance(branching, TreeStrategy) else None
+        #: tree-rollout episodes carry tree ids and keep snapshots (set apart from ``tree`` for remote workers,
+        #: which play a tree's episodes without its strategy)
+        self.tree_mode = self.tree is not None
+        self.remote = remote
         self._groups: dict[int, GroupLedger] = {}
         self._finished: list[Trajectory] = []
         self._snapshots: dict[str, dict[int, Any]] = {}
@@ -139,6 +165,7 @@ class Collector:
         self.on_turn = on_turn
         self.env_id = config.env_id if env_factory else resolve_id(config.env_id)
         self._env_factory = env_factory or (lambda: make(self.env_id, **config.env_kwargs))
+        self._env_factory_given = env_factory is not None
         self._order = itertools.count()
         self.trajectories: list[Trajectory] = []
         self._closing: set[asyncio.Task[None]] = set()
@@ -180,23 +207,15 @@ class Collector:
             skipped = total - jobs.qsize()
         summary = CollectSummary(skipped=skipped)
         if not jobs.empty():
-            first = await self._new_env()
-            if first is None:
+            try:
+                await self._start_envs()
+            except BaseException:
                 executor.shutdown(wait=False, cancel_futures=True)
-                raise EnvCreationError(self._env_error)
-            if self.branching is not None:
-                self._clone_mode = str(getattr(getattr(first, "unwrapped", first), "clone_mode", "replay"))
-                if self._clone_mode == "none":
-                    self._discard(first)
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    raise BranchingError(f"{self.env_id} cannot be cloned (clone_mode='none'): its state is not a "
-                                         "function of its seed and the actions, so tree rollouts cannot branch on "
-                                         "it; use a roots-only algorithm (grpo, gigpo, hgpo, dagger)")
-            self._spare_envs.append(first)  # the first worker takes it
+                raise
         results: asyncio.Queue[Trajectory | None] = asyncio.Queue()
         with CollectProgress(total, summary.skipped, mode=cfg.progress) as progress:
             writer = asyncio.create_task(self._writer(results, summary, progress))
-            workers = [asyncio.create_task(self._worker(jobs, results)) for _ in range(cfg.concurrency)]
+            workers = [asyncio.create_task(self._worker(jobs, results, slot)) for slot in range(cfg.concurrency)]
             try:
                 await jobs.join()
                 while self.tree is not None and self._next_round(jobs):
@@ -207,6 +226,11 @@ class Collector:
                 await asyncio.gather(*workers, return_exceptions=True)
                 await results.put(None)
                 await writer
+                for env in self._spare_envs:
+                    self._discard(env)
+                self._spare_envs.clear()
+                if self.remote is not None:
+                    await self.remote.stop()
                 await self._finish_closing()
                 # a hung env call keeps its thread; do not let it hold up the end of the run
                 loop.set_default_executor(DaemonThreadPool(max_workers=4))
@@ -214,6 +238,28 @@ class Collector:
                 self._snapshots.clear()
         summary.wall_seconds = time.monotonic() - started
         return summary
+
+    async def _start_envs(self) -> None:
+        """Create the first env (locally, or one on each remote worker) before anything runs: an env that
+        cannot be built at all is a configuration error, and a tree rollout must know how it may clone."""
+        if self.remote is not None:
+            self._clone_mode = await self.remote.start(self)
+            first = None
+        else:
+            first = await self._new_env()
+            if first is None:
+                raise EnvCreationError(self._env_error)
+            self._clone_mode = str(getattr(getattr(first, "unwrapped", first), "clone_mode", "replay"))
+            self._spare_envs.append(first)  # the first worker takes it
+        if self.branching is not None and self._clone_mode == "none":
+            if first is not None:
+                self._discard(first)
+                self._spare_envs.clear()
+            if self.remote is not None:
+                await self.remote.stop()
+            raise BranchingError(f"{self.env_id} cannot be cloned (clone_mode='none'): its state is not a "
+                                 "function of its seed and the actions, so tree rollouts cannot branch on "
+                                 "it; use a roots-only algorithm (grpo, gigpo, hgpo, dagger)")
 
     # ----- tree rollouts: the per-group budget ---------------------------------------------------------
     def _roots(self, task: int) -> int:
@@ -387,30 +433,37 @@ class Collector:
                 log.error("writing %d episodes failed (%s); retrying", len(batch), e)
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    async def _worker(self, jobs: asyncio.PriorityQueue[_Job], results: asyncio.Queue[Trajectory | None]) -> None:
-        env: Env | None = None
+    async def _worker(self, jobs: asyncio.PriorityQueue[_Job], results: asyncio.Queue[Trajectory | None],
+                      slot: int) -> None:
+        while True:
+            job = await jobs.get()
+            try:
+                traj = await (self.remote.run(slot, job) if self.remote is not None else self.execute(job))
+                self._schedule_followups(jobs, job, traj)  # before the write: it records granted children
+                await results.put(traj)
+            except Exception as e:  # a bug here must not lose the job silently
+                log.exception("internal error on job %s", job)
+                traj = self._new_trajectory(job)
+                traj.status, traj.failure_cause, traj.error = "failed", "internal", repr(e)
+                await results.put(traj)
+            finally:
+                jobs.task_done()
+
+    async def execute(self, job: _Job) -> Trajectory:
+        """Play one job's episode on an env of this process: a spare one, or a new one. An env that failed
+        (or whose episode was cancelled) is closed instead of reused."""
+        env = self._spare_envs.pop() if self._spare_envs else await self._new_env()
+        if env is None:
+            return self._failed_job(job)
+        reusable = False
         try:
-            while True:
-                job = await jobs.get()
-                try:
-                    if env is None:
-                        env = self._spare_envs.pop() if self._spare_envs else await self._new_env()
-                    traj, env_ok = await self._run_job(env, job) if env is not None else (self._failed_job(job), False)
-                    if not env_ok and env is not None:
-                        self._discard(env)
-                        env = None
-                    self._schedule_followups(jobs, job, traj)  # before the write: it records granted children
-                    await results.put(traj)
-                except Exception as e:  # a bug here must not lose the job silently
-                    log.exception("internal error on job %s", job)
-                    traj = self._new_trajectory(job)
-                    traj.status, traj.failure_cause, traj.error = "failed", "internal", repr(e)
-                    await results.put(traj)
-                finally:
-                    jobs.task_done()
+            traj, reusable = await self._run_job(env, job)
         finally:
-            if env is not None:
+            if reusable:
+                self._spare_envs.append(env)
+            else:
                 self._discard(env)
+        return traj
 
     async def _new_env(self) -> Env | None:
         try:
@@ -449,7 +502,7 @@ class Collector:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _schedule_followups(self, jobs: asyncio.PriorityQueue[_Job], job: _Job, traj: Trajectory) -> None:
-        if traj.status == "failed" and traj.failure_cause in ("env_error", "env_timeout") \
+        if traj.status == "failed" and traj.failure_cause in RETRIED_CAUSES \
                 and job.attempt < self.config.env_retries:
             jobs.put_nowait(replace(job, priority=0, order=next(self._order), attempt=job.attempt + 1))
             return  # the retry keeps the slot (and, in a tree, the group's count of running jobs)
@@ -491,7 +544,7 @@ class Collector:
             task_index=job.task_index, sample_index=job.sample_index, seed=self.task_seed(job.task_index),
             env_id=self.env_id, env_kwargs=cfg.env_kwargs, policy_id=self.policy.name,
             policy_version=self.policy.version, attempt=job.attempt, kind=job.kind, started_at=time.time(),
-            tree_id=tid if self.tree is not None and job.kind != "pilot" else None,
+            tree_id=tid if self.tree_mode and job.kind != "pilot" else None,
         )
 
     async def _run_job(self, env: Env, job: _Job) -> tuple[Trajectory, bool]:
@@ -539,7 +592,7 @@ class Collector:
         conv = Conversation(cfg.prompt)
         conv.start(obs)
         tools = obs.get("tools")
-        keep = self._clone_mode == "snapshot" and self.tree is not None
+        keep = self._clone_mode == "snapshot" and self.tree_mode
         if job.parent is not None and job.branch is not None:
             obs = await self._clone_prefix(env, traj, conv, job.parent, job.branch.turn, obs)
             if job.branch.token_offset:

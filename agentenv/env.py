@@ -106,6 +106,13 @@ class Env(gym.Env[Observation, str]):
     def _close(self) -> None:
         """Release resources; called once however often ``close`` is called."""
 
+    @classmethod
+    def node_resources(cls, kwargs: dict[str, Any]) -> dict[str, float]:
+        """The custom Ray resources a node must offer to host one worker of this env built with ``kwargs``
+        (a browser, a sandbox engine), so collection on a cluster places it only where it can run. A node
+        advertises them at ``ray start --resources='{"chromium": 8}'``: how many such workers it hosts."""
+        return {}
+
     def _snapshot(self) -> Any:
         """The episode's state, for envs with ``clone_mode = "snapshot"`` (restored by ``_restore``)."""
         raise NotImplementedError(f"{type(self).__name__} keeps no snapshots (clone_mode={self.clone_mode!r})")

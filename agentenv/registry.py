@@ -127,3 +127,17 @@ def make(id: str, **kwargs: Any) -> Any:
         return RemoteEnv(id, **kwargs)
     env = gym.make(resolve_id(id), disable_env_checker=True, **kwargs)
     return env.unwrapped
+
+
+def node_resources(id: str, kwargs: dict[str, Any] | None = None) -> dict[str, float]:
+    """The custom Ray resources a node needs to host ``id`` built with ``kwargs`` (``Env.node_resources``),
+    found without building the env; an env server (a URL) or a plain gymnasium env needs none."""
+    if is_url(id):
+        return {}
+    spec = gym.spec(resolve_id(id))
+    entry = spec.entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+    method = getattr(entry, "node_resources", None)
+    return dict(method({**spec.kwargs, **(kwargs or {})})) if callable(method) else {}

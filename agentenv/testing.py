@@ -85,22 +85,37 @@ class TokenizingPolicy:
         await self.inner.aclose()
 
 
+def spin(seconds: float) -> int:
+    """Compute for ``seconds`` of this thread's CPU time (holding the GIL, as pure-Python env code does)."""
+    end, n = time.thread_time() + seconds, 0
+    while time.thread_time() < end:
+        n += sum(i * i for i in range(200))
+    return n
+
+
 class CountdownEnv(Env):
     """A minimal deterministic env: say the number shown minus one until zero (for collector tests).
 
     ``raise_at`` / ``hang_at`` inject faults at a turn for seeds in ``faulty_seeds`` (all seeds if None);
-    ``step_seconds`` makes each step take that long (blocking, as a slow sync env would).
+    ``step_seconds`` makes each step take that long (blocking, as a slow sync env would);
+    ``step_cpu_seconds`` makes it compute for that long (a CPU-bound env: a simulator, a test suite);
+    ``needs`` names the custom Ray resources it claims (placement tests).
     """
 
     family = "test"
 
     def __init__(self, start: int = 3, raise_at: int | None = None, hang_at: int | None = None,
                  faulty_seeds: set[int] | None = None, step_seconds: float = 0.0, hang_seconds: float = 3.0,
-                 **kwargs: Any):
+                 step_cpu_seconds: float = 0.0, needs: dict[str, float] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.start, self.raise_at, self.hang_at = start, raise_at, hang_at
         self.faulty_seeds, self.step_seconds, self.hang_seconds = faulty_seeds, step_seconds, hang_seconds
         self.value, self.seed_used = start, 0
+        self.step_cpu_seconds = step_cpu_seconds
+
+    @classmethod
+    def node_resources(cls, kwargs: dict[str, Any]) -> dict[str, float]:
+        return dict(kwargs.get("needs") or {})
 
     def _faulty(self) -> bool:
         return self.faulty_seeds is None or self.seed_used in self.faulty_seeds
@@ -115,6 +130,8 @@ class CountdownEnv(Env):
     def _step(self, action: ParsedAction) -> StepResult:
         if self.step_seconds:
             time.sleep(self.step_seconds)
+        if self.step_cpu_seconds:
+            spin(self.step_cpu_seconds)
         if self._faulty() and self.raise_at == self.turn:
             raise RuntimeError("injected env failure")
         if self._faulty() and self.hang_at == self.turn:

@@ -34,7 +34,14 @@ __all__ = [
     "SandboxRequestError",
     "SandboxUnavailable",
     "make_sandbox",
+    "sandbox_resources",
 ]
+
+
+def sandbox_resources(backend: str) -> dict[str, float]:
+    """The custom Ray resource a node must offer to run sandboxes on ``backend`` (``bwrap``: bubblewrap and
+    user namespaces; ``docker``: a Docker-compatible engine); the unsafe subprocess backend needs none."""
+    return {backend: 1} if backend in ("bwrap", "docker") else {}
 
 
 def make_sandbox(backend: str = "bwrap", limits: SandboxLimits | None = None, **options: Any) -> Sandbox:

@@ -22,7 +22,7 @@ from agentenv.envs.code import solvers
 from agentenv.envs.code.tasks import DEFAULT_FAMILIES, MATH_FAMILIES, SPLIT_SEEDS, CodeTask, make_task, score
 from agentenv.messages import Observation, message, observation
 from agentenv.parsing import ParsedAction, ToolCallParser
-from agentenv.sandboxes import Sandbox, SandboxLimits, SandboxPool, make_sandbox
+from agentenv.sandboxes import Sandbox, SandboxLimits, SandboxPool, make_sandbox, sandbox_resources
 from agentenv.sandboxes.output import cap_text
 
 KERNEL_SOURCE = Path(__file__).with_name("kernel.py")
@@ -65,6 +65,10 @@ class CodeInterpreterEnv(Env):
     """
 
     family = "code"
+
+    @classmethod
+    def node_resources(cls, kwargs: dict[str, Any]) -> dict[str, float]:
+        return sandbox_resources(str(kwargs.get("sandbox", "bwrap")))
 
     def __init__(
         self,

@@ -126,6 +126,10 @@ class DesktopEnv(Env):
 
     family = "gui"
 
+    @classmethod
+    def node_resources(cls, kwargs: dict[str, Any]) -> dict[str, float]:
+        return {"xvfb": 1}  # Xvfb, xdotool and Tk
+
     def __init__(self, task: str, max_turns: int = 15, screen: tuple[int, int] = (640, 480),
                  action_timeout: float = 10.0, **kwargs: Any):
         super().__init__(max_turns=max_turns, **kwargs)

@@ -25,7 +25,7 @@ from agentenv.envs.swe.grading import SAFE_GIT, grade, run_tests
 from agentenv.envs.swe.tasks import SweTask, base_archive, bundled_tasks, fixed_file, load_instances
 from agentenv.messages import Observation, message, observation
 from agentenv.parsing import ParsedAction, ToolCallParser
-from agentenv.sandboxes import Sandbox, SandboxLimits, SandboxPool, make_sandbox
+from agentenv.sandboxes import Sandbox, SandboxLimits, SandboxPool, make_sandbox, sandbox_resources
 from agentenv.sandboxes.output import cap_text
 
 SYSTEM_PROMPT = (
@@ -81,6 +81,11 @@ class SweEnv(Env):
     """
 
     family = "swe"
+
+    @classmethod
+    def node_resources(cls, kwargs: dict[str, Any]) -> dict[str, float]:
+        bundled = kwargs.get("tasks", "bundled") == "bundled"  # other task sets need their images: docker
+        return sandbox_resources(str(kwargs.get("sandbox", "bwrap")) if bundled else "docker")
 
     def __init__(
         self,

@@ -116,6 +116,10 @@ class BrowserEnv(Env):
     #: a CSS selector of elements left out of the text (None: nothing)
     text_skip: str | None = None
 
+    @classmethod
+    def node_resources(cls, kwargs: dict[str, Any]) -> dict[str, float]:
+        return {"chromium": 1}
+
     def __init__(self, *, screenshot: bool = False, runtime: BrowserRuntime | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.screenshot = screenshot

@@ -1,0 +1,156 @@
+"""Collection on a real local Ray cluster (a head and a second node, each a ``ray start``), run by
+``test_ray_collect.py`` inside a private network namespace; prints one JSON object of what it saw.
+
+    python ray_scenarios.py all WORKDIR      # every scenario on one cluster
+    python ray_scenarios.py drive STORE ADDR # one collection (the driver the resume scenario kills)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agentenv.collector import CollectConfig, Collector, EnvCreationError
+from agentenv.ray_collect import RayEpisodes, RayOptions
+from agentenv.ray_local import LocalRayCluster, in_private_network
+from agentenv.store import TrajectoryStore
+from agentenv.testing import CountdownEnv, ScriptedPolicy, expert_text
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+def collector(store: Path, address: str, n: int, *, concurrency: int = 4, retries: int = 0, workers: int | None = 2,
+              **env: Any) -> tuple[Collector, RayEpisodes]:
+    runner = RayEpisodes(RayOptions(address, workers=workers, start_timeout=60))
+    cfg = CollectConfig(env_id="countdown", n_tasks=n, group_size=2, concurrency=concurrency, env_retries=retries,
+                        progress="off", env_timeout=30)
+    return Collector(cfg, ScriptedPolicy(expert_text), TrajectoryStore(store),
+                     env_factory=functools.partial(CountdownEnv, **env), remote=runner), runner
+
+
+def stored(store: Path) -> list[dict[str, Any]]:
+    return [{"id": t.trajectory_id, "task": t.task_index, "sample": t.sample_index, "attempt": t.attempt,
+             "status": t.status, "cause": t.failure_cause, "error": t.error, "node": t.extra.get("ray_node"),
+             "reward": t.reward} for t in TrajectoryStore(store).episodes()]
+
+
+def placement(work: Path, address: str) -> dict[str, Any]:
+    """An env that needs a custom resource runs only on the node that offers it."""
+    import ray
+
+    c, runner = collector(work / "placed", address, 6, workers=None, needs={"widget": 1}, step_seconds=0.02)
+    summary = c.run()
+    widget_nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("widget")]
+    return {"episodes": stored(work / "placed"), "widget_nodes": widget_nodes, "workers": len(runner.slots),
+            "failures": dict(summary.failures)}
+
+
+def missing_resource(work: Path, address: str) -> dict[str, Any]:
+    c, _ = collector(work / "missing", address, 2, needs={"nothing_offers_this": 1})
+    try:
+        c.run()
+    except EnvCreationError as e:
+        return {"error": str(e)}
+    return {"error": None}
+
+
+def worker_killed(work: Path, address: str) -> dict[str, Any]:
+    """SIGKILL one env worker's process mid-run: its episodes fail as worker_lost, are retried, the run ends."""
+    store = work / "killed"
+    c, runner = collector(store, address, 12, retries=1, step_cpu_seconds=0.05, start=4)
+    killed: dict[str, Any] = {}
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            live = [s for s in runner.slots if s.handle is not None]
+            done = len(list(TrajectoryStore(store).episodes(errors="skip"))) if (store / "shards").exists() else 0
+            if len(live) == 2 and done >= 4:
+                victim = live[1].where
+                os.kill(int(victim["pid"]), signal.SIGKILL)
+                killed.update(victim)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_one, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    summary = c.run()
+    thread.join(5)
+    return {"episodes": stored(store), "killed": killed, "lost": runner.lost, "seconds": time.monotonic() - started,
+            "failures": dict(summary.failures), "pids_after": [s.where.get("pid") for s in runner.slots]}
+
+
+def driver_killed(work: Path, address: str) -> dict[str, Any]:
+    """SIGKILL the driver mid-run, then run the same collection again: it resumes without duplicates."""
+    store = work / "resumed"
+    argv = [sys.executable, __file__, "drive", str(store), address]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if (store / "shards").exists() and len(list(TrajectoryStore(store).episodes(errors="skip"))) >= 4:
+            break
+        time.sleep(0.05)
+    committed = len(list(TrajectoryStore(store).episodes(errors="skip")))
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    report = json.loads(second.stdout.strip().splitlines()[-1])
+    return {"committed_before_kill": committed, "second": report, "episodes": stored(store)}
+
+
+def command_line(work: Path, address: str) -> dict[str, Any]:
+    """``agentenv collect ... --ray ADDRESS`` on a registered env, as a user runs it."""
+    store = work / "cli"
+    argv = [sys.executable, "-m", "agentenv.cli", "collect", "agentenv/GuessNumber-v0", "-o", str(store), "-p",
+            "random", "-n", "4", "-g", "2", "-k", "4", "--progress", "off", "--ray", address, "--ray-workers", "2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    return {"returncode": done.returncode, "stdout": done.stdout[-3000:], "stderr": done.stderr[-3000:],
+            "episodes": stored(store) if (store / "shards").exists() else []}
+
+
+def drive(store: Path, address: str) -> None:
+    c, _ = collector(store, address, 10, step_seconds=0.15, start=3)
+    summary = c.run()
+    print(json.dumps({"skipped": summary.skipped, "episodes": summary.episodes}))
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "drive":
+        drive(Path(sys.argv[2]), sys.argv[3])
+        return
+    work = Path(sys.argv[2])
+    if not in_private_network():
+        raise SystemExit("run me inside agentenv.ray_local.private_network_command: Ray must stay on loopback")
+    report: dict[str, Any] = {}
+    started = time.monotonic()
+    with LocalRayCluster(work / "r", port=26379) as cluster:
+        cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=2, resources={"widget": 2})
+        report["cluster_seconds"] = time.monotonic() - started
+        import ray
+
+        ray.init(address=cluster.address, log_to_driver=False)
+        report["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
+        for name, scenario in (("placement", placement), ("missing_resource", missing_resource),
+                               ("worker_killed", worker_killed), ("driver_killed", driver_killed),
+                               ("command_line", command_line)):
+            t0 = time.monotonic()
+            report[name] = scenario(work, cluster.address)
+            report[name]["scenario_seconds"] = time.monotonic() - t0
+        ray.shutdown()
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

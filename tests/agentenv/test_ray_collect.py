@@ -1,0 +1,117 @@
+"""Collection on a real local Ray cluster: a head and a second node started with ``ray start``, in a private
+network namespace (Ray's traffic stays on loopback), driven by ``ray_scenarios.py``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentenv.collector import CollectConfig, Collector
+from agentenv.ray_local import private_network_command
+from agentenv.testing import CountdownEnv
+
+pytest.importorskip("ray", reason="collection on Ray needs the ray extra (pip install -e '.[ray]')")
+
+SCENARIOS = Path(__file__).with_name("ray_scenarios.py")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("ray")
+    done = subprocess.run(private_network_command([sys.executable, str(SCENARIOS), "all", str(work)]),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def final_attempts(episodes: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
+    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    for e in episodes:
+        key = (e["task"], e["sample"])
+        if key not in latest or e["attempt"] > latest[key]["attempt"]:
+            latest[key] = e
+    return latest
+
+
+@pytest.mark.integration
+def test_an_env_that_needs_a_custom_resource_runs_only_where_a_node_offers_it(report):
+    placed = report["placement"]
+    assert report["nodes"] == 2 and placed["workers"] == 2
+    assert len(placed["episodes"]) == 12 and all(e["status"] == "ok" for e in placed["episodes"])
+    assert {e["node"] for e in placed["episodes"]} == set(placed["widget_nodes"])
+    error = report["missing_resource"]["error"]
+    assert error and "nothing_offers_this" in error and "ray start --resources" in error
+
+
+@pytest.mark.integration
+def test_a_killed_worker_fails_its_episodes_with_the_reason_and_the_retries_finish_the_run(report):
+    run = report["worker_killed"]
+    episodes = run["episodes"]
+    lost = [e for e in episodes if e["status"] == "failed"]
+    assert run["killed"] and run["lost"] == len(lost) >= 1
+    assert all(e["cause"] == "worker_lost" and f"pid {run['killed']['pid']}" in e["error"] for e in lost)
+    assert len({e["id"] for e in episodes}) == len(episodes)  # no duplicates
+    final = final_attempts(episodes)
+    assert len(final) == 24 and all(e["status"] == "ok" for e in final.values())
+    assert len({e["node"] for e in episodes if e["status"] == "ok"}) == 2  # spread over both nodes
+    assert run["killed"]["pid"] not in run["pids_after"]  # replaced
+
+
+@pytest.mark.integration
+def test_a_killed_driver_resumes_without_duplicates(report):
+    run = report["driver_killed"]
+    episodes = run["episodes"]
+    assert run["committed_before_kill"] >= 1 and run["second"]["skipped"] >= run["committed_before_kill"]
+    assert run["second"]["skipped"] + run["second"]["episodes"] == 20
+    assert len(episodes) == 20 and len({e["id"] for e in episodes}) == 20
+    assert Counter(e["status"] for e in episodes) == {"ok": 20}
+
+
+@pytest.mark.integration
+def test_the_command_line_collects_a_registered_env_on_the_cluster(report):
+    run = report["command_line"]
+    assert run["returncode"] == 0, run["stderr"]
+    assert len(run["episodes"]) == 8 and all(e["node"] for e in run["episodes"])
+
+
+def test_without_ray_nothing_imports_it(tmp_path):
+    code = ("import sys; from agentenv.cli import main\n"
+            "try:\n    main(['collect', 'agentenv/GuessNumber-v0', '-o', sys.argv[1], '-n', '2', '--progress', 'off'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'ray' not in sys.modules, 'ray was imported'\nprint('clean')")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "clean" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_policy_that_cannot_travel_is_a_clear_error_before_ray_starts():
+    import threading
+
+    from agentenv.ray_collect import RayEpisodes, RayOptions
+    from agentenv.testing import ScriptedPolicy, expert_text
+
+    policy = ScriptedPolicy(expert_text)
+    policy.lock = threading.Lock()  # type: ignore[attr-defined]  # like a model held in this process
+    collector = Collector(CollectConfig("countdown", progress="off"), policy, env_factory=CountdownEnv,
+                          remote=RayEpisodes(RayOptions("local")))
+    with pytest.raises(ValueError, match="serve-policy"):
+        collector.run()
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_options_are_checked():
+    from agentenv.ray_collect import RayOptions
+
+    with pytest.raises(ValueError, match="workers"):
+        RayOptions(workers=0)
+    with pytest.raises(ValueError, match="on_turn"):
+        Collector(CollectConfig("countdown"), None, remote=object(),  # type: ignore[arg-type]
+                  on_turn=lambda t, turn: None)
