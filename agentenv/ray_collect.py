@@ -76,10 +76,20 @@ class EpisodeWorker:
 
     def __init__(self, config: CollectConfig, policy: Any, teacher: Any, env_factory: Any, tree_mode: bool,
                  concurrency: int):
+        self.env_factory = env_factory
         self.collector = Collector(config, policy, None, teacher=teacher, env_factory=env_factory)
         self.collector.tree_mode = tree_mode
         self.concurrency = concurrency
         self._pool: DaemonThreadPool | None = None
+
+    def configure(self, config: CollectConfig, policy: Any, teacher: Any, tree_mode: bool) -> None:
+        """Take the next collection on the same env (new seeds, the policy's new version, another teacher),
+        keeping the warm envs: a browser or a sandbox pool is not started again for every training step."""
+        old = self.collector
+        self.collector = Collector(config, policy, None, teacher=teacher, env_factory=self.env_factory)
+        self.collector.tree_mode = tree_mode
+        self.collector._clone_mode = old._clone_mode
+        self.collector._spare_envs = old._spare_envs
 
     def _loop_ready(self) -> None:
         if self._pool is None:  # sync envs run in threads: K of them at once, as in a local collection
@@ -129,9 +139,15 @@ class _Slot:
 class RayEpisodes:
     """The collector's :class:`~agentenv.collector.EpisodeRunner` on a Ray cluster (see the module docstring)."""
 
-    def __init__(self, options: RayOptions | None = None):
+    def __init__(self, options: RayOptions | None = None, *, keep_workers: bool = False):
+        """``keep_workers``: the workers (and their warm envs) outlive a collection and serve the next one
+        on the same env, as a training run's steps do; :meth:`shutdown` ends them."""
         self.options = options or RayOptions()
+        self.keep_workers = keep_workers
+        self._key: tuple[Any, ...] | None = None
         self.slots: list[_Slot] = []
+        #: every worker started, replacements included: where it ran (``pid``, ``node``, ``clone_mode``)
+        self.started: list[dict[str, Any]] = []
         self.lost = 0
         self._collector: Collector | None = None
         self._actor_class: Any = None
@@ -146,6 +162,12 @@ class RayEpisodes:
         connect(self.options)  # on the loop's thread, usually the main one, where Ray installs its signal handlers
         self._collector = collector
         cfg = collector.config
+        key = (collector.env_id, repr(sorted(cfg.env_kwargs.items())), collector._env_factory_given, cfg.concurrency)
+        if self._key == key and any(s.handle is not None for s in self.slots):
+            return await self._reuse(collector)
+        if self.slots:
+            await self.shutdown()
+        self._key = key
         self._resources = {**self._env_resources(collector), **self.options.resources}
         available = await asyncio.to_thread(ray.cluster_resources)
         missing = {k: v for k, v in self._resources.items() if available.get(k, 0) < v}
@@ -161,7 +183,7 @@ class RayEpisodes:
         started = await asyncio.gather(*(self._start_slot(slot) for slot in self.slots), return_exceptions=True)
         errors = [e for e in started if isinstance(e, BaseException)]
         if len(errors) == len(started):
-            await self.stop()
+            await self.shutdown()
             raise errors[0] if isinstance(errors[0], EnvCreationError) else EnvCreationError(
                 f"no Ray worker started: {errors[0]!r}")
         for error in errors:
@@ -170,6 +192,24 @@ class RayEpisodes:
         modes = {s.where["clone_mode"] for s in live}
         log.info("collecting on %d Ray workers (%d episodes each at once) on %d node(s)", len(live),
                  self._per_worker, len({s.where["node"] for s in live}))
+        return modes.pop() if len(modes) == 1 else "replay"
+
+    async def _reuse(self, collector: Collector) -> str:
+        """Hand the kept workers the new collection; one that does not answer is started again."""
+        cfg = dataclasses.replace(collector.config, progress="off")
+        for slot in self.slots:
+            slot.lock = asyncio.Lock()  # each collection runs its own event loop
+
+        async def configure(slot: _Slot) -> None:
+            try:
+                await asyncio.wait_for(_await(slot.handle.configure.remote(
+                    cfg, collector.policy, collector.teacher, collector.tree_mode)), self.options.start_timeout)
+            except Exception as e:
+                log.warning("a kept Ray env worker did not take the new collection (%r); starting another", e)
+                await self._replace(slot, slot.handle)
+
+        await asyncio.gather(*(configure(s) for s in self.slots if s.handle is not None))
+        modes = {s.where["clone_mode"] for s in self.slots if s.handle is not None}
         return modes.pop() if len(modes) == 1 else "replay"
 
     def _env_resources(self, collector: Collector) -> dict[str, float]:
@@ -230,8 +270,14 @@ class RayEpisodes:
                 raise cause from None
             raise
         slot.handle, slot.where = handle, where
+        self.started.append(where)
 
     async def stop(self) -> None:
+        """The collection is over: end the workers, unless they are kept for the next one."""
+        if not self.keep_workers:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
         import ray
 
         handles = [s.handle for s in self.slots if s.handle is not None]
@@ -241,6 +287,7 @@ class RayEpisodes:
             ray.kill(handle)
         for slot in self.slots:
             slot.handle = None
+        self.slots, self._key = [], None
 
     # ----- episodes ------------------------------------------------------------------------------------
     async def run(self, slot_index: int, job: _Job) -> Trajectory:
@@ -257,6 +304,7 @@ class RayEpisodes:
                 snapshots[job.parent.trajectory_id] = {job.branch.turn: kept}
         cfg = collector.config
         deadline = cfg.episode_timeout + 2 * cfg.env_timeout + 60  # the worker enforces the episode's own
+        sent = time.monotonic()
         try:
             traj, kept = await asyncio.wait_for(
                 _await(handle.run.remote(job, collector.policy.version, snapshots)), deadline)
@@ -272,6 +320,8 @@ class RayEpisodes:
         if kept:
             collector._snapshots[traj.trajectory_id] = kept
         traj.extra["ray_node"] = str(slot.where.get("node", ""))
+        #: the driver's wait for the episode: its own duration plus what Ray adds (scheduling, transfers)
+        traj.extra["ray_round_trip_s"] = time.monotonic() - sent
         return traj
 
     def _slot_for(self, index: int) -> _Slot | None:

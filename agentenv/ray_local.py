@@ -94,6 +94,12 @@ class LocalRayCluster:
         return found
 
     def stop(self, grace: float = 5.0) -> None:
+        """Disconnect this process's driver (a driver whose cluster vanishes aborts the process), then end
+        every process of the cluster."""
+        if "ray" in sys.modules:
+            import ray
+
+            ray.shutdown()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in self.pids():
                 with contextlib.suppress(ProcessLookupError):

@@ -50,7 +50,7 @@ def placement(work: Path, address: str) -> dict[str, Any]:
     c, runner = collector(work / "placed", address, 6, workers=None, needs={"widget": 1}, step_seconds=0.02)
     summary = c.run()
     widget_nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("widget")]
-    return {"episodes": stored(work / "placed"), "widget_nodes": widget_nodes, "workers": len(runner.slots),
+    return {"episodes": stored(work / "placed"), "widget_nodes": widget_nodes, "workers": len(runner.started),
             "failures": dict(summary.failures)}
 
 
@@ -87,7 +87,7 @@ def worker_killed(work: Path, address: str) -> dict[str, Any]:
     summary = c.run()
     thread.join(5)
     return {"episodes": stored(store), "killed": killed, "lost": runner.lost, "seconds": time.monotonic() - started,
-            "failures": dict(summary.failures), "pids_after": [s.where.get("pid") for s in runner.slots]}
+            "failures": dict(summary.failures), "started": runner.started}
 
 
 def driver_killed(work: Path, address: str) -> dict[str, Any]:
@@ -106,6 +106,25 @@ def driver_killed(work: Path, address: str) -> dict[str, Any]:
     second = subprocess.run(argv, capture_output=True, text=True, timeout=180)
     report = json.loads(second.stdout.strip().splitlines()[-1])
     return {"committed_before_kill": committed, "second": report, "episodes": stored(store)}
+
+
+def kept_workers(work: Path, address: str) -> dict[str, Any]:
+    """Two collections (two training steps) on the same kept workers: no new processes, new seeds."""
+    runner = RayEpisodes(RayOptions(address, workers=2, start_timeout=60), keep_workers=True)
+    runs = []
+    for step in range(2):
+        cfg = CollectConfig(env_id="countdown", n_tasks=4, group_size=1, concurrency=2, seed=1000 * step,
+                            progress="off")
+        store = work / f"kept-{step}"
+        Collector(cfg, ScriptedPolicy(expert_text), TrajectoryStore(store),
+                  env_factory=functools.partial(CountdownEnv, step_seconds=0.01), remote=runner).run()
+        runs.append({"pids": sorted(s.where["pid"] for s in runner.slots),
+                     "seeds": sorted(t.seed for t in TrajectoryStore(store).episodes()),
+                     "ok": sum(t.status == "ok" for t in TrajectoryStore(store).episodes())})
+    import asyncio
+
+    asyncio.run(runner.shutdown())
+    return {"runs": runs, "slots_after_shutdown": len(runner.slots)}
 
 
 def command_line(work: Path, address: str) -> dict[str, Any]:
@@ -144,7 +163,7 @@ def main() -> None:
         report["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
         for name, scenario in (("placement", placement), ("missing_resource", missing_resource),
                                ("worker_killed", worker_killed), ("driver_killed", driver_killed),
-                               ("command_line", command_line)):
+                               ("kept_workers", kept_workers), ("command_line", command_line)):
             t0 = time.monotonic()
             report[name] = scenario(work, cluster.address)
             report[name]["scenario_seconds"] = time.monotonic() - t0

@@ -60,7 +60,8 @@ def test_a_killed_worker_fails_its_episodes_with_the_reason_and_the_retries_fini
     final = final_attempts(episodes)
     assert len(final) == 24 and all(e["status"] == "ok" for e in final.values())
     assert len({e["node"] for e in episodes if e["status"] == "ok"}) == 2  # spread over both nodes
-    assert run["killed"]["pid"] not in run["pids_after"]  # replaced
+    pids = [w["pid"] for w in run["started"]]
+    assert len(pids) == 3 and pids.index(run["killed"]["pid"]) < 2  # the killed worker was replaced
 
 
 @pytest.mark.integration
@@ -74,6 +75,15 @@ def test_a_killed_driver_resumes_without_duplicates(report):
 
 
 @pytest.mark.integration
+def test_kept_workers_serve_the_next_collection_with_its_own_seeds(report):
+    first, second = report["kept_workers"]["runs"]
+    assert first["pids"] == second["pids"] and len(first["pids"]) == 2
+    assert first["ok"] == second["ok"] == 4
+    assert first["seeds"] == [0, 1, 2, 3] and second["seeds"] == [1000, 1001, 1002, 1003]
+    assert report["kept_workers"]["slots_after_shutdown"] == 0
+
+
+@pytest.mark.integration
 def test_the_command_line_collects_a_registered_env_on_the_cluster(report):
     run = report["command_line"]
     assert run["returncode"] == 0, run["stderr"]
@@ -82,7 +92,8 @@ def test_the_command_line_collects_a_registered_env_on_the_cluster(report):
 
 def test_without_ray_nothing_imports_it(tmp_path):
     code = ("import sys; from agentenv.cli import main\n"
-            "try:\n    main(['collect', 'agentenv/GuessNumber-v0', '-o', sys.argv[1], '-n', '2', '--progress', 'off'])\n"
+            "try:\n"
+            "    main(['collect', 'agentenv/GuessNumber-v0', '-o', sys.argv[1], '-n', '2', '--progress', 'off'])\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\nprint('clean')")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True, text=True,
