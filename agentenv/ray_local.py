@@ -53,6 +53,8 @@ class LocalRayCluster:
         self.temp_dir = Path(temp_dir)
         self.port = port  # outside Ray's worker-port range (10002-19999)
         self.nodes = 0
+        #: the processes each ``ray start`` left running (the raylet and its helpers), per node
+        self.node_pids: list[set[int]] = []
         self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         os.environ.update(self.env)
 
@@ -72,11 +74,35 @@ class LocalRayCluster:
             argv += [f"--address={self.address}"]
         if resources:
             argv.append(f"--resources={json.dumps(resources)}")
+        before = set(self.pids())
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120,
                               env={**os.environ, **self.env, **(env or {})})
         if done.returncode != 0:
             raise RuntimeError(f"ray start failed ({done.returncode}): {done.stderr[-2000:] or done.stdout[-2000:]}")
         self.nodes += 1
+        self.node_pids.append(set(self.pids()) - before)
+
+    def kill_node(self, index: int) -> list[int]:
+        """SIGKILL a node whole, as a machine that loses power: its raylet, its helpers and every worker
+        process its raylet started; returns the pids killed."""
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        doomed, stack = set(), list(self.node_pids[index])
+        while stack:
+            pid = stack.pop()
+            if pid not in doomed:
+                doomed.add(pid)
+                stack += children.get(pid, [])
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return sorted(doomed)
 
     def pids(self) -> list[int]:
         """The processes of this cluster: those whose command line names its temp dir or its head's address."""

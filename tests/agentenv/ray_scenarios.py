@@ -127,6 +127,39 @@ def kept_workers(work: Path, address: str) -> dict[str, Any]:
     return {"runs": runs, "slots_after_shutdown": len(runner.slots)}
 
 
+def node_killed(work: Path, address: str, cluster: LocalRayCluster) -> dict[str, Any]:
+    """SIGKILL the second node whole mid-run (raylet, helpers, workers): its episodes fail as worker_lost, its
+    worker is started again on the head, the retries finish the run."""
+    import ray
+
+    store = work / "node"
+    runner = RayEpisodes(RayOptions(address, workers=2, cpus_per_worker=0.5, start_timeout=30))
+    cfg = CollectConfig(env_id="countdown", n_tasks=10, group_size=1, concurrency=4, env_retries=1, progress="off",
+                        env_timeout=30)
+    c = Collector(cfg, ScriptedPolicy(expert_text), TrajectoryStore(store),
+                  env_factory=functools.partial(CountdownEnv, step_seconds=0.3, start=4), remote=runner)
+    head = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and not n["Resources"].get("widget"))
+    killed: dict[str, Any] = {}
+
+    def kill_second_node() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            live = [s for s in runner.slots if s.handle is not None]
+            if len(live) == 2 and any(s.where["node"] != head for s in live):
+                time.sleep(0.5)  # mid-episode
+                killed["pids"] = cluster.kill_node(1)
+                killed["at"] = time.monotonic()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_second_node, daemon=True)
+    thread.start()
+    summary = c.run()
+    thread.join(5)
+    return {"episodes": stored(store), "killed": killed, "started": runner.started, "head": head,
+            "failures": dict(summary.failures), "seconds_after_kill": time.monotonic() - killed.get("at", 0)}
+
+
 def command_line(work: Path, address: str) -> dict[str, Any]:
     """``agentenv collect ... --ray ADDRESS`` on a registered env, as a user runs it."""
     store = work / "cli"
@@ -154,7 +187,9 @@ def main() -> None:
     report: dict[str, Any] = {}
     started = time.monotonic()
     with LocalRayCluster(work / "r", port=26379) as cluster:
-        cluster.add_node(num_cpus=1)
+        # the head notices a dead node after about 2 s instead of Ray's default 30 s or more
+        cluster.add_node(num_cpus=1, env={"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+                                          "RAY_health_check_failure_threshold": "4"})
         cluster.add_node(num_cpus=2, resources={"widget": 2})
         report["cluster_seconds"] = time.monotonic() - started
         import ray
@@ -167,6 +202,9 @@ def main() -> None:
             t0 = time.monotonic()
             report[name] = scenario(work, cluster.address)
             report[name]["scenario_seconds"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        report["node_killed"] = node_killed(work, cluster.address, cluster)  # last: the second node is gone
+        report["node_killed"]["scenario_seconds"] = time.monotonic() - t0
         ray.shutdown()
     print(json.dumps(report))
 

@@ -65,6 +65,19 @@ def test_a_killed_worker_fails_its_episodes_with_the_reason_and_the_retries_fini
 
 
 @pytest.mark.integration
+def test_a_dead_node_fails_its_episodes_and_its_worker_starts_again_elsewhere(report):
+    run = report["node_killed"]
+    episodes = run["episodes"]
+    assert run["killed"]["pids"], "the second node was never killed"
+    lost = [e for e in episodes if e["status"] == "failed"]
+    second = {w["node"] for w in run["started"][:2]} - {run["head"]}
+    assert lost and all(e["cause"] == "worker_lost" and e["node"] in second for e in lost)
+    assert run["started"][-1]["node"] == run["head"] and len(run["started"]) == 3
+    final = final_attempts(episodes)
+    assert len(final) == 10 and all(e["status"] == "ok" for e in final.values())
+
+
+@pytest.mark.integration
 def test_a_killed_driver_resumes_without_duplicates(report):
     run = report["driver_killed"]
     episodes = run["episodes"]
