@@ -5,6 +5,11 @@ each micro-batch's loss is scaled by its share of the whole batch's trained toke
 sequence-mean aggregations), so the accumulated gradient equals the gradient of the whole batch's loss.
 The current log-probs are computed at the sampling temperature, so that at θ = θ_old they equal the
 behaviour log-probs the policy recorded and the ratio is 1.
+
+Under ``torchrun`` (a :class:`~.distributed.DistributedContext` with ``world_size > 1``) the model is sharded
+with FSDP and every rank runs its share of each mini-batch's rows with the same global normaliser; the
+gradients are summed over the ranks and the metrics too, so the update and what rank 0 reports are the
+single-process ones (see :mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import torch
 
 from agentenv.trajectory import Trajectory
 
+from .distributed import DistributedContext
 from .losses import EntropyStats, LossConfig, PolicyLoss, sft_loss
-from .rows import Row, pack_by_tokens, sequence_rows
+from .rows import Row, sequence_rows
 
 
 @dataclass
@@ -101,11 +107,20 @@ class LearnerConfig:
 
 
 class Learner:
-    """Owns the trainable model's optimizer; ``update`` runs one optimisation step per epoch over the rows."""
+    """Owns the trainable model's optimizer; ``update`` runs one optimisation step per epoch over the rows.
+
+    With ``dist`` of ``world_size > 1`` the learner shards ``model`` in place (FSDP2), and every public
+    method that runs the model is a collective: all ranks call it with the same rows. The frozen
+    ``ref_model`` stays a whole copy on each rank (it only scores, without any collective)."""
 
     def __init__(self, model: Any, config: LearnerConfig, loss: LossConfig | None = None, ref_model: Any = None,
-                 pad_id: int = 0, sft: bool = False):
+                 pad_id: int = 0, sft: bool = False, dist: DistributedContext | None = None):
         self.model, self.config, self.ref_model, self.pad_id, self.sft = model, config, ref_model, pad_id, sft
+        self.dist = dist or DistributedContext()
+        if self.dist.enabled:
+            self.dist.shard(model)
+            if ref_model is not None:
+                ref_model.to(self.dist.device)
         self.loss = PolicyLoss(loss)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -113,7 +128,8 @@ class Learner:
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.device = next(model.parameters()).device
         self.steps = 0
-        self._shuffle = torch.Generator().manual_seed(config.seed)
+        #: the mini-batch shuffle (checkpointed, so that a resumed run shuffles as an uninterrupted one would)
+        self.shuffle = torch.Generator().manual_seed(config.seed)
         #: held while the weights change: scoring episodes for a tree rollout that runs ahead (the async loop)
         #: waits for the update instead of reading half-updated weights
         self.weights_lock = threading.Lock()
@@ -143,19 +159,58 @@ class Learner:
                                               self.config.grad_clip)
         self.optimizer.step()
         self.steps += 1
+        if hasattr(norm, "full_tensor"):  # FSDP's gradients are sharded: the norm is a (replicated) DTensor
+            norm = norm.full_tensor()
         return float(norm)
+
+    def _micro_batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Micro-batches of rows with these lengths, packed by tokens; under FSDP this rank's share of them,
+        an empty micro-batch meaning "run :meth:`_idle_pass`" (see :func:`.distributed.rank_micro_batches`)."""
+        return self.dist.micro_batches(lengths, self.config.micro_batch_tokens)
+
+    def _idle_pass(self, model: Any, backward: bool) -> None:
+        """A forward (and backward) pass worth exactly nothing, for a rank that has no rows left while the
+        others still run some: FSDP's weight gathers and gradient reductions are collectives."""
+        batch = self.collate([Row([self.pad_id] * 2, [0, 0], [0.0, 0.0], episode=-1)])
+        with self.autocast():
+            logp, _ = token_logprobs(model, batch, self.config.temperature)
+        if backward:
+            (logp.sum() * 0.0).backward()
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+        """What a checkpoint saves: the weights (None in one process: the model's own ``save_pretrained``)
+        and the optimizer's state in ``torch.optim``'s format. Under FSDP both are gathered onto rank 0 (empty
+        on the others; a collective), so a checkpoint does not depend on the world size that wrote it."""
+        if self.dist.enabled:
+            return self.dist.full_state_dicts(self.model, self.optimizer)
+        return None, self.optimizer.state_dict()
+
+    def load_checkpoint_state(self, weights: dict[str, torch.Tensor], optimizer: dict[str, Any]) -> None:
+        """Load full (unsharded) weights, which may leave out tied ones, and a ``torch.optim`` state; under
+        FSDP rank 0's are broadcast into every rank's shards (the other ranks pass empty dicts)."""
+        if self.dist.enabled:
+            self.dist.load_full_state_dicts(self.model, self.optimizer, weights, optimizer)
+            return
+        self.model.load_state_dict(weights, strict=False)
+        self.optimizer.load_state_dict(optimizer)
 
     def entropy_stats(self, rows: Sequence[Row]) -> EntropyStats:
         """The policy's entropy over the trained tokens of ``rows`` (no gradient), for the entropy-aware
         advantage's normalisation over a mini-batch or the whole step."""
         stats = EntropyStats()
         with torch.no_grad():
-            for group in pack_by_tokens([len(r) for r in rows], self.config.micro_batch_tokens):
+            for group in self._micro_batches([len(r) for r in rows]):
+                if not group:
+                    self._idle_pass(self.model, backward=False)
+                    continue
                 batch = self.collate([rows[i] for i in group])
                 with self.autocast():
                     _, entropy = token_logprobs(self.model, batch, self.config.temperature, with_entropy=True)
                 assert entropy is not None
                 stats.add(entropy.float(), batch.mask)
+        if self.dist.enabled:
+            total = self.dist.sum_metrics({"count": stats.count, "sum": stats.sum, "sum_sq": stats.sum_sq})
+            stats = EntropyStats(total["count"], total["sum"], total["sum_sq"])
         return stats
 
     #: keep the trainable weights from before the latest update (APPO's future value compares the two)
@@ -172,6 +227,9 @@ class Learner:
         """The same under the weights before the latest update; None before the first one."""
         if self._previous is None:
             return None
+        if self.dist.enabled:
+            raise ValueError("the log-probs under the previous weights are not available under FSDP "
+                             "(world_size > 1)")
         previous = self._previous
 
         def before(**inputs: Any) -> Any:
@@ -183,12 +241,19 @@ class Learner:
     def _score(self, model: Any, rows: Sequence[Row]) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in rows]
         with torch.no_grad():
-            for group in pack_by_tokens([len(r) for r in rows], self.config.micro_batch_tokens):
+            for group in self._micro_batches([len(r) for r in rows]):
+                if not group:
+                    self._idle_pass(model, backward=False)
+                    continue
                 batch = self.collate([rows[i] for i in group])
                 with self.autocast():
                     logp, _ = token_logprobs(model, batch, self.config.temperature)
                 for b, i in enumerate(group):
                     out[i] = (logp[b, :len(rows[i])].float() * batch.mask[b, :len(rows[i])]).tolist()
+        if self.dist.enabled:  # each rank scored its share
+            for part in self.dist.gather_objects({i: v for i, v in enumerate(out) if v}):
+                for i, v in part.items():
+                    out[i] = v
         return out
 
     def update(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
@@ -213,6 +278,9 @@ class Learner:
         reports: dict[str, int] = {}
         steps = 0
         if self.keep_previous:
+            if self.dist.enabled:
+                raise ValueError("keeping the previous weights (APPO's branch selection) is not supported "
+                                 "under FSDP (world_size > 1)")
             self._previous = {name: p.detach().clone() for name, p in self.model.named_parameters()
                               if p.requires_grad}
         self.model.train()
@@ -221,7 +289,7 @@ class Learner:
             self._global_entropy = self.entropy_stats([r for r in rows if self.sft or not r.sft])
         for _ in range(c.epochs):
             if size < len(rows):
-                order = torch.randperm(len(rows), generator=self._shuffle).tolist()
+                order = torch.randperm(len(rows), generator=self.shuffle).tolist()
             for start in range(0, len(rows), size):
                 chosen = order[start:start + size]
                 for k, v in self._step([rows[i] for i in chosen], [advantages[i] for i in chosen]).items():
@@ -282,13 +350,17 @@ class Learner:
         c = self.config
         total = float(max(sum(r.n_trained for r in rows), 1))
         nll = 0.0
-        for group in pack_by_tokens([len(r) for r in rows], c.micro_batch_tokens):
+        for group in self._micro_batches([len(r) for r in rows]):
+            if not group:
+                self._idle_pass(self.model, backward=True)
+                continue
             batch = self.collate([rows[i] for i in group])
             with self.autocast():
                 logp, _ = token_logprobs(self.model, batch, c.temperature)
             part = -(logp * batch.mask).sum() / total
             (c.aux_sft_coef * part).backward()
             nll += float(part.detach())
+        nll = self.dist.sum_metrics({"nll": nll})["nll"]
         return {"aux_sft_nll": nll, "loss": sums.get("loss", 0.0) + c.aux_sft_coef * nll}
 
     def _pg_step(self, rows: Sequence[Row], advantages: Sequence[float | Sequence[float]]) -> dict[str, float]:
@@ -304,8 +376,11 @@ class Learner:
         inert = not self.sft and loss_cfg.kl is None and not needs_entropy
         live = [i for i in range(len(rows)) if not inert or _nonzero(advantages[i])]
         live_total = float(len(live) if per_row else sum(rows[i].n_trained for i in live))
-        sums: dict[str, float] = {"rows_skipped": float(len(rows) - len(live)), "loss": 0.0}
-        for group in pack_by_tokens([len(rows[i]) for i in live], c.micro_batch_tokens):
+        sums: dict[str, float] = {"loss": 0.0}
+        for group in self._micro_batches([len(rows[i]) for i in live]):
+            if not group:
+                self._idle_pass(self.model, backward=True)
+                continue
             chosen = [live[g] for g in group]
             batch = self.collate([rows[i] for i in chosen], [advantages[i] for i in chosen])
             with self.autocast():
@@ -326,7 +401,7 @@ class Learner:
             if entropy is not None:
                 sums["entropy"] = sums.get("entropy", 0.0) + float(
                     (entropy.detach() * batch.mask).sum() / batch.mask.sum().clamp(min=1)) * share
-        return sums
+        return {"rows_skipped": float(len(rows) - len(live)), **self.dist.sum_metrics(sums)}
 
 
 #: metrics of only some mini-batches, averaged over the steps that report them
