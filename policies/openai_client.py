@@ -99,6 +99,13 @@ class OpenAIPolicy:
     def token_exact(self) -> bool:
         return self.renderer is not None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy for another process (a Ray env worker): the settings and tokenizer travel; the HTTP
+        session, bound to this process's event loop, does not (the copy opens its own)."""
+        state = self.__dict__.copy()
+        state.update(_client=None, _loop=None, _limit=None)
+        return state
+
     def label_tokens(self, text: str) -> list[int]:
         """``text`` as a complete assistant reply in the served model's tokens (token-exact mode only): its
         tokens and the end-of-turn token, as :meth:`.TransformersPolicy.label_tokens` gives them."""

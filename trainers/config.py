@@ -20,7 +20,7 @@ COMMON = frozenset({
     "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
     "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
     "eval_tasks", "seed", "resume", "progress", "policy", "max_staleness",
-    "max_minutes", "amp", "minibatch_rows", "eval_env",
+    "max_minutes", "amp", "minibatch_rows", "eval_env", "ray", "ray_workers",
 })
 
 
@@ -45,6 +45,11 @@ class TrainConfig:
     #: 0: synchronous; k >= 1: collection of step k+1 overlaps the update of step k, and episodes sampled
     #: more than k weight versions behind the learner are dropped
     max_staleness: int = 0
+    #: play the episodes on a Ray cluster (``local``, ``auto`` or the head's ``HOST:PORT``); its env workers
+    #: are kept from step to step. Needs ``policy`` (the workers reach the server, not this process's model)
+    ray: str | None = None
+    #: env workers on the cluster (None: as many as it places); ``concurrency`` is split between them
+    ray_workers: int | None = None
     #: the run directory: metrics.jsonl, checkpoints/, rollouts/, eval/, plots.png
     out: str = "runs/train"
     #: training steps (one collection and one update each)
@@ -216,6 +221,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.minibatch_rows is not None and self.minibatch_rows < 1:
             raise ValueError(f"minibatch_rows must be >= 1, got {self.minibatch_rows}")
+        if self.ray is not None and self.policy is None:
+            raise ValueError("ray= plays the episodes on Ray workers, which reach a policy server, not the model "
+                             "in this process: serve it (agentenv serve-policy) and set policy=URL")
+        if self.ray_workers is not None and (self.ray is None or self.ray_workers < 1):
+            raise ValueError("ray_workers must be >= 1 and applies with ray=")
         if self.max_staleness < 0:
             raise ValueError(f"max_staleness must be >= 0, got {self.max_staleness}")
         if self.initial_rollouts is not None and not 1 <= self.initial_rollouts <= self.group_size:

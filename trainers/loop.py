@@ -120,6 +120,9 @@ class Trainer:
         self.step = 0
         self.version = 0
         self._runlog: RunLog | _QuietLog | None = None
+        #: the Ray env workers (``ray=``), kept from step to step and shared by training and evaluation (whose
+        #: envs, when they differ, replace each other's workers: a cluster's CPUs hold one set)
+        self.ray_workers: Any = None
 
     # ----- collection ---------------------------------------------------------------------------------------
     def collect(self, step: int, evaluation: bool = False) -> list[Trajectory]:
@@ -139,12 +142,21 @@ class Trainer:
         where = self.out / ("eval" if evaluation else "rollouts") / f"step-{step:05d}"
         teacher = self.algo.eval_teacher() if evaluation else self.algo.teacher(step)
         branching = None if evaluation else self.algo.branching(step, self.branch_context())
-        Collector(cfg, self.policy, TrajectoryStore(where), teacher=teacher, branching=branching).run()
+        Collector(cfg, self.policy, TrajectoryStore(where), teacher=teacher, branching=branching,
+                  remote=self._ray_workers()).run()
         episodes = list(TrajectoryStore(where).episodes(errors="skip"))
         if branching is not None:
             expected = branching.expected
             check_groups(episodes, lambda group: expected(int(group.lstrip("t"))) or c.group_size)
         return episodes
+
+    def _ray_workers(self) -> Any:
+        if self.config.ray is not None and self.ray_workers is None:
+            from agentenv.ray_collect import RayEpisodes, RayOptions
+
+            self.ray_workers = RayEpisodes(RayOptions(self.config.ray, workers=self.config.ray_workers),
+                                           keep_workers=True)
+        return self.ray_workers
 
     def branch_context(self) -> BranchContext:
         """What a tree rollout may use to choose its branch points: the vocabulary size (entropy proxies)
@@ -239,6 +251,8 @@ class Trainer:
         trainer cannot collect afterwards."""
         if self.policy is not None:
             asyncio.run(self.policy.aclose())
+        if self.ray_workers is not None:
+            asyncio.run(self.ray_workers.shutdown())
         self.dist.close()
 
     def __enter__(self) -> Trainer:

@@ -160,6 +160,31 @@ def node_killed(work: Path, address: str, cluster: LocalRayCluster) -> dict[str,
             "failures": dict(summary.failures), "seconds_after_kill": time.monotonic() - killed.get("at", 0)}
 
 
+def training(work: Path, address: str) -> dict[str, Any]:
+    """GRPO for two steps with ``ray=ADDRESS``: episodes on the cluster's workers, which reach the embedded
+    policy server (a tiny model) that every update is pushed to."""
+    from agentenv.policies.catalog import build_tiny_model
+    from agentenv.policies.embedded_server import create_embedded_app
+    from agentenv.serving import ServerThread
+    from agentenv.trainers.config import TrainConfig
+    from agentenv.trainers.loop import Trainer
+
+    model = build_tiny_model(work / "tiny")
+    with ServerThread(create_embedded_app(str(model), served_name="tiny", batch_wait_ms=5)) as server:
+        cfg = TrainConfig(algo="grpo", env="agentenv/GuessNumber-v0", env_kwargs={"max_turns": 3}, model=str(model),
+                          out=str(work / "train"), steps=2, tasks_per_step=2, group_size=2, concurrency=4,
+                          max_tokens=8, lr=1e-3, eval_every=1, eval_tasks=2, policy=server.url + "/v1",
+                          ray=address, ray_workers=2, progress="off", entropy_coef=0.01)
+        with Trainer(cfg) as trainer:
+            records = trainer.run()
+            started = len(trainer.ray_workers.started)
+    episodes = [t for step in (work / "train" / "rollouts").iterdir() for t in TrajectoryStore(step).episodes()]
+    return {"versions": [r["policy_version"] for r in records], "rows": [r.get("rows") for r in records],
+            "nodes": sorted({str(t.extra.get("ray_node"))[:12] for t in episodes}),
+            "turn_versions": sorted({turn.policy_version for t in episodes for turn in t.turns}),
+            "episodes": len(episodes), "failed": sum(t.status != "ok" for t in episodes), "started": started}
+
+
 def command_line(work: Path, address: str) -> dict[str, Any]:
     """``agentenv collect ... --ray ADDRESS`` on a registered env, as a user runs it."""
     store = work / "cli"
@@ -198,7 +223,8 @@ def main() -> None:
         report["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
         for name, scenario in (("placement", placement), ("missing_resource", missing_resource),
                                ("worker_killed", worker_killed), ("driver_killed", driver_killed),
-                               ("kept_workers", kept_workers), ("command_line", command_line)):
+                               ("kept_workers", kept_workers), ("command_line", command_line),
+                               ("training", training)):
             t0 = time.monotonic()
             report[name] = scenario(work, cluster.address)
             report[name]["scenario_seconds"] = time.monotonic() - t0

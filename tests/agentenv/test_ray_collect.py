@@ -97,6 +97,15 @@ def test_kept_workers_serve_the_next_collection_with_its_own_seeds(report):
 
 
 @pytest.mark.integration
+def test_training_collects_on_kept_ray_workers_that_reach_the_policy_server(report):
+    run = report["training"]
+    assert run["versions"] == [0, 1, 2] and run["rows"][1:] == [4, 4]
+    assert run["episodes"] == 8 and run["failed"] == 0 and len(run["nodes"]) == 2
+    assert run["turn_versions"] == [0, 1]  # step 2's episodes were sampled by the pushed weights
+    assert run["started"] == 2  # kept through the steps and the evaluations
+
+
+@pytest.mark.integration
 def test_the_command_line_collects_a_registered_env_on_the_cluster(report):
     run = report["command_line"]
     assert run["returncode"] == 0, run["stderr"]
