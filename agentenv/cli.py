@@ -23,7 +23,8 @@ err = Console(stderr=True)
 
 PolicyOpt = Annotated[str, typer.Option("--policy", "-p", help="random | expert | human | replay:DIR | "
                                                                "smollm2-135m-instruct | hf:PATH | "
-                                                               "http://HOST:PORT/v1 (an OpenAI-compatible server)")]
+                                                               "http://HOST:PORT/v1 (an OpenAI-compatible server; "
+                                                               "several joined by commas are balanced)")]
 EnvArgOpt = Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="env keyword argument KEY=VALUE "
                                                                                "(VALUE parsed as JSON if it can be)")]
 
@@ -189,8 +190,37 @@ def serve_policy(
     tokenizer: Annotated[str | None, typer.Option(help="replay: tokenizer for text prompts and token names")] = None,
     vllm_arg: Annotated[list[str] | None, typer.Option("--vllm-arg", help="vllm: an extra argument for vLLM's "
                                                                           "server (repeatable)")] = None,
+    replicas: Annotated[int, typer.Option(help="start this many servers as child processes (on consecutive "
+                                               "ports from --port, or free ports with 0); prints their URLs "
+                                               "joined by commas, which --policy takes")] = 1,
+    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs that split each replica's layers "
+                                                           "(vLLM's --tensor-parallel-size)")] = 1,
+    data_parallel_size: Annotated[int, typer.Option(help="vllm: engines inside each replica (vLLM's "
+                                                         "--data-parallel-size)")] = 1,
 ) -> None:
-    """Serve a policy over an OpenAI-compatible API; prints where it listens once it is ready."""
+    """Serve a policy over an OpenAI-compatible API; prints where it listens once it is ready.
+
+    With --replicas N, N servers run as child processes (vllm: each on its own tensor x data parallel
+    block of GPUs) until Ctrl-C or SIGTERM, or until one dies (then the others stop and the exit status
+    is 1)."""
+    from agentenv.policies.replicas import ReplicaError, Replicas, check_options, vllm_parallel_args
+
+    try:
+        check_options(backend, replicas, tensor_parallel_size=tensor_parallel_size,
+                      data_parallel_size=data_parallel_size, vllm_args=vllm_arg or [], tokenizer=tokenizer)
+        servers = Replicas(backend, model, replicas, host=host, port=port, api_key=api_key, served_name=served_name,
+                           max_batch_size=max_batch_size, tokenizer=tokenizer, vllm_args=vllm_arg or [],
+                           tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
+                           echo=sys.stderr) if replicas > 1 else None
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if servers is not None:
+        try:
+            code = servers.serve_forever()
+        except ReplicaError as e:
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+            code = 1
+        sys.exit(code)  # typer.Exit's code is lost with standalone_mode=False
     if backend == "embedded":
         from agentenv.policies.embedded_server import serve_embedded
 
@@ -202,10 +232,11 @@ def serve_policy(
     elif backend == "vllm":
         from agentenv.policies.vllm_server import VLLMServer
 
-        VLLMServer(model, served_model_name=served_name, host=host, port=port, api_key=api_key,
-                   extra_args=list(vllm_arg or [])).serve_forever()
-    else:
-        raise typer.BadParameter(f"unknown backend {backend!r}; choose vllm, embedded or replay")
+        code = VLLMServer(model, served_model_name=served_name, host=host, port=port, api_key=api_key,
+                          extra_args=[*vllm_parallel_args(tensor_parallel_size, data_parallel_size),
+                                      *(vllm_arg or [])]).serve_forever()
+        if code:
+            sys.exit(code)
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -219,7 +250,8 @@ def train(
     model: Annotated[str | None, typer.Option(help="catalog name or model directory")] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="run directory")] = None,
     policy: Annotated[str | None, typer.Option(help="URL of a policy server serving MODEL that collects and "
-                                                    "receives each update (default: in-process)")] = None,
+                                                    "receives each update (several joined by commas: replicas, "
+                                                    "balanced, each updated; default: in-process)")] = None,
     data: Annotated[list[str] | None, typer.Option("--data", help="wwm: a trajectory store or transitions "
                                                                   ".jsonl to learn from (repeatable)")] = None,
 ) -> None:
@@ -240,6 +272,8 @@ def train(
     cfg, _ = load_config(algo, str(config) if config else None, [*(overrides or []), *extra])
     with Trainer(cfg) as trainer:
         history = trainer.run()
+        if not trainer.dist.is_main:  # under torchrun rank 0 reports
+            return
     evals = [r for r in history if "eval_success" in r]
     if len(evals) >= 2:
         first, last = evals[0], evals[-1]
@@ -408,7 +442,9 @@ def main(argv: list[str] | None = None) -> None:
     from agentenv.registry import UnknownEnvError
 
     try:
-        app(argv, standalone_mode=False)
+        code = app(argv, standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, outside standalone mode
+            sys.exit(code)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))
         sys.exit(code if isinstance(code, int) else 0)

@@ -56,9 +56,9 @@ class Trainer:
     def __init__(self, config: TrainConfig):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from agentenv.policies.balanced import policy_client
         from agentenv.policies.catalog import resolve_model
         from agentenv.policies.embedded import TransformersPolicy
-        from agentenv.policies.openai_client import OpenAIPolicy
 
         self.config = c = config
         self.algo = algorithm(c.algo, c)
@@ -71,7 +71,7 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.policy: Any = None  # under torchrun rank 0 alone collects
         if self.dist.is_main and c.policy is not None:
-            self.policy = OpenAIPolicy(c.policy, tokenizer=self.tokenizer, concurrency=c.concurrency,
+            self.policy = policy_client(c.policy, tokenizer=self.tokenizer, concurrency=c.concurrency,
                                        name=f"{c.algo}-policy")
         elif self.dist.is_main:
             self.policy = TransformersPolicy(str(path), device=str(self.dist.device), dtype=c.dtype,
