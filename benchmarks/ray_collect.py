@@ -56,7 +56,9 @@ def run(work: Path, name: str, n: int, concurrency: int, address: str | None, **
     cfg = CollectConfig(env_id="countdown", n_tasks=n, group_size=1, concurrency=concurrency, progress="off")
     collector = Collector(cfg, ScriptedPolicy(expert_text), TrajectoryStore(store),
                           env_factory=functools.partial(CountdownEnv, **{"start": 4, **env}), remote=remote)
+    cpu = time.process_time()
     summary = collector.run()
+    cpu = time.process_time() - cpu
     print(f"{name}: {summary.episodes} episodes in {summary.wall_seconds:.1f} s", file=sys.stderr, flush=True)
     episodes = list(TrajectoryStore(store).episodes())
     assert len(episodes) == n and all(t.status == "ok" for t in episodes), summary.failures
@@ -67,7 +69,7 @@ def run(work: Path, name: str, n: int, concurrency: int, address: str | None, **
     return {"wall": summary.wall_seconds, "span": span, "eps": n / summary.wall_seconds, "eps_span": n / span,
             "episode_s": statistics.mean(own), "overhead_s": statistics.mean(overhead) if overhead else 0.0,
             "overhead_p90_s": sorted(overhead)[int(0.9 * (len(overhead) - 1))] if overhead else 0.0,
-            "nodes": len({t.extra.get("ray_node") for t in episodes})}
+            "nodes": len({t.extra.get("ray_node") for t in episodes}), "driver_cpu_ms": 1e3 * cpu / n}
 
 
 def store_rate(work: Path, n: int) -> dict[str, float]:
@@ -122,14 +124,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def show(r: dict[str, Any]) -> bool:
     table = Table(title="collection: local vs a local Ray cluster (head + 1 node, 2 env workers)")
     for column in ("workload", "where", "episodes/s", "episodes/s (first to last episode)", "episode s",
-                   "Ray overhead / episode", "p90", "nodes"):
+                   "Ray overhead / episode", "p90", "driver CPU / episode", "nodes"):
         table.add_column(column, justify="right" if column not in ("workload", "where") else "left")
     for label, key in (("I/O-bound, >= 1 s", "io"), ("CPU-bound", "cpu"), ("tiny (scheduling)", "tiny")):
         for where in ("local", "ray"):
             m = r[f"{key}_{where}"]
             table.add_row(label if where == "local" else "", where, f"{m['eps']:.2f}", f"{m['eps_span']:.2f}",
                           f"{m['episode_s']:.3f}", f"{1e3 * m['overhead_s']:.1f} ms" if where == "ray" else "-",
-                          f"{1e3 * m['overhead_p90_s']:.1f} ms" if where == "ray" else "-", str(m["nodes"]))
+                          f"{1e3 * m['overhead_p90_s']:.1f} ms" if where == "ray" else "-",
+                          f"{m['driver_cpu_ms']:.1f} ms", str(m["nodes"]))
     console.print(table)
     io, cpu = r["io_ray"], r["cpu_ray"]
     overhead = io["overhead_s"] / io["episode_s"]
