@@ -148,6 +148,8 @@ class RayEpisodes:
         self.slots: list[_Slot] = []
         #: every worker started, replacements included: where it ran (``pid``, ``node``, ``clone_mode``)
         self.started: list[dict[str, Any]] = []
+        #: forks sent with their parent's snapshot (restored on whichever worker plays them, not re-played)
+        self.snapshots_sent = 0
         self.lost = 0
         self._collector: Collector | None = None
         self._actor_class: Any = None
@@ -302,6 +304,7 @@ class RayEpisodes:
             kept = collector._snapshots.get(job.parent.trajectory_id, {}).get(job.branch.turn)
             if kept is not None:
                 snapshots[job.parent.trajectory_id] = {job.branch.turn: kept}
+                self.snapshots_sent += 1
         cfg = collector.config
         deadline = cfg.episode_timeout + 2 * cfg.env_timeout + 60  # the worker enforces the episode's own
         sent = time.monotonic()

@@ -16,14 +16,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from agentenv.collector import CollectConfig, Collector, EnvCreationError
+from agentenv.hooks import BranchRequest, TreeStrategy
 from agentenv.ray_collect import RayEpisodes, RayOptions
 from agentenv.ray_local import LocalRayCluster, in_private_network
 from agentenv.store import TrajectoryStore
 from agentenv.testing import CountdownEnv, ScriptedPolicy, expert_text
+from agentenv.trajectory import Trajectory
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -185,6 +188,41 @@ def training(work: Path, address: str) -> dict[str, Any]:
             "episodes": len(episodes), "failed": sum(t.status != "ok" for t in episodes), "started": started}
 
 
+class ForkAtTurnOne(TreeStrategy):
+    """Three episodes per task: a root, and two forks of it at turn 1 (when it got that far)."""
+
+    def budget(self, task_index: int) -> int:
+        return 3
+
+    def initial(self, task_index: int) -> int:
+        return 1
+
+    def branches(self, trajectory: Trajectory) -> list[BranchRequest]:
+        if trajectory.parent_trajectory_id is None and len(trajectory.turns) > 1:
+            return [BranchRequest(1, 2)]
+        return []
+
+
+def tree(work: Path, address: str) -> dict[str, Any]:
+    """A tree rollout on a snapshot env: forks restore their parent's state on whichever worker plays them."""
+    from agentenv.policies import make_policy
+
+    runner = RayEpisodes(RayOptions(address, workers=2))
+    cfg = CollectConfig(env_id="agentenv/GuessNumber-v0", env_kwargs={"max_turns": 4}, n_tasks=4, group_size=3,
+                        concurrency=4, progress="off")
+    store = work / "tree"
+    Collector(cfg, make_policy("random"), TrajectoryStore(store), branching=ForkAtTurnOne(), remote=runner).run()
+    episodes = list(TrajectoryStore(store).episodes())
+    by_id = {t.trajectory_id: t for t in episodes}
+    forks = [t for t in episodes if t.parent_trajectory_id is not None]
+    return {"groups": sorted(Counter(t.group_id for t in episodes).values()), "forks": len(forks),
+            "roots_that_forked": sum(len(t.turns) > 1 for t in episodes if t.parent_trajectory_id is None),
+            "prefix_matches": sum(f.turns[0].feedback == by_id[f.parent_trajectory_id].turns[0].feedback
+                                  for f in forks),
+            "tree_ids": sum(bool(t.tree_id) for t in episodes), "episodes": len(episodes),
+            "snapshots_sent": runner.snapshots_sent, "clone_modes": sorted({w["clone_mode"] for w in runner.started})}
+
+
 def command_line(work: Path, address: str) -> dict[str, Any]:
     """``agentenv collect ... --ray ADDRESS`` on a registered env, as a user runs it."""
     store = work / "cli"
@@ -224,7 +262,7 @@ def main() -> None:
         for name, scenario in (("placement", placement), ("missing_resource", missing_resource),
                                ("worker_killed", worker_killed), ("driver_killed", driver_killed),
                                ("kept_workers", kept_workers), ("command_line", command_line),
-                               ("training", training)):
+                               ("training", training), ("tree", tree)):
             t0 = time.monotonic()
             report[name] = scenario(work, cluster.address)
             report[name]["scenario_seconds"] = time.monotonic() - t0

@@ -106,6 +106,15 @@ def test_training_collects_on_kept_ray_workers_that_reach_the_policy_server(repo
 
 
 @pytest.mark.integration
+def test_a_tree_rollout_ships_snapshots_to_the_workers_that_play_the_forks(report):
+    run = report["tree"]
+    assert run["clone_modes"] == ["snapshot"] and run["tree_ids"] == run["episodes"]
+    assert run["forks"] == 2 * run["roots_that_forked"] >= 2
+    assert run["snapshots_sent"] == run["forks"] and run["prefix_matches"] == run["forks"]
+    assert run["groups"] == [3, 3, 3, 3]  # the group budget, exactly
+
+
+@pytest.mark.integration
 def test_the_command_line_collects_a_registered_env_on_the_cluster(report):
     run = report["command_line"]
     assert run["returncode"] == 0, run["stderr"]
