@@ -114,3 +114,30 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Interrupted(BaseException):
+    """SIGINT/SIGTERM arrived while :func:`serve_until_signal` watched."""
+
+
+def serve_until_signal(start: Callable[[], Any], watch: Callable[[], int], stop: Callable[[], Any]) -> int:
+    """Run servers in child processes until SIGINT/SIGTERM (exit status 0) or until ``watch`` returns (the
+    status it returns: a child died). ``stop`` always runs, with further signals ignored so that a second
+    Ctrl-C cannot cut the clean-up short; the previous handlers come back afterwards."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        start()
+        return watch()
+    except _Interrupted:
+        return 0
+    finally:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        stop()
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -30,8 +30,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TextIO
+
+from agentenv.serving import serve_until_signal
 
 from .vllm_server import _descendants, group_processes
 
@@ -43,10 +45,6 @@ _PARALLEL_FLAGS = ("--tensor-parallel-size", "-tp", "--data-parallel-size", "-dp
 
 class ReplicaError(RuntimeError):
     """A replica could not be started, or one of them died."""
-
-
-class _Interrupted(BaseException):
-    """SIGINT/SIGTERM arrived while :meth:`Replicas.serve_forever` ran."""
 
 
 def check_options(backend: str, replicas: int = 1, *, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
@@ -293,14 +291,8 @@ class Replicas:
         """Start, print ``agentenv policy servers (BACKEND x N): URL,URL,...`` to ``out`` (stdout), and serve
         until SIGINT/SIGTERM (exit status 0) or until a replica dies (1, after stopping the others)."""
         out = out or sys.stdout
-        signals = (signal.SIGINT, signal.SIGTERM)
 
-        def interrupt(signum: int, frame: FrameType | None) -> None:
-            raise _Interrupted(signum)
-
-        previous = {sig: signal.signal(sig, interrupt) for sig in signals}
-        try:
-            self.start()
+        def watch() -> int:
             print(f"agentenv policy servers ({self.backend} x {self.replicas}): {self.endpoints}", file=out,
                   flush=True)
             while (dead := self.failed()) is None:
@@ -309,11 +301,5 @@ class Replicas:
             print(f"agentenv policy servers: replica {index} ({self.urls[index]}) exited with status {code}; "
                   f"stopping the others. Its last output:\n{self.output(index)}", file=sys.stderr, flush=True)
             return 1
-        except _Interrupted:
-            return 0
-        finally:
-            for sig in signals:  # a second signal must not cut the clean-up short
-                signal.signal(sig, signal.SIG_IGN)
-            self.stop()
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+
+        return serve_until_signal(self.start, watch, self.stop)

@@ -37,10 +37,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 import httpx
+
+from agentenv.serving import serve_until_signal
 
 from .catalog import resolve_model
 
@@ -91,10 +93,6 @@ class AgentenvWorkerExtension:
 
 class VLLMServerError(RuntimeError):
     """The vLLM server could not be found, started, or driven."""
-
-
-class _Interrupted(BaseException):
-    """SIGINT/SIGTERM arrived while :meth:`VLLMServer.serve_forever` ran."""
 
 
 def find_vllm_python(python: str | os.PathLike[str] | None = None) -> str:
@@ -463,28 +461,15 @@ class VLLMServer:
     def serve_forever(self) -> int:
         """Start (if needed) and serve until SIGINT/SIGTERM or until vLLM exits; then stop it. Returns an exit
         status: 0 after a signal, vLLM's own status if it died."""
-        signals = (signal.SIGINT, signal.SIGTERM)
-
-        def interrupt(signum: int, frame: FrameType | None) -> None:
-            raise _Interrupted(signum)
-
-        previous = {sig: signal.signal(sig, interrupt) for sig in signals}
-        try:
-            self.start()
+        def watch() -> int:
             assert self._proc is not None
             while (code := self._proc.poll()) is None:
                 time.sleep(0.2)
             print(f"agentenv policy server (vllm): vLLM exited with status {code}; log {self.log_path}:")
             print(self.log_tail(), flush=True)
             return code or 1
-        except _Interrupted:
-            return 0
-        finally:
-            for sig in signals:  # a second signal must not cut the clean-up short
-                signal.signal(sig, signal.SIG_IGN)
-            self.stop()
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+
+        return serve_until_signal(self.start, watch, self.stop)
 
 
 # ----- processes ------------------------------------------------------------------------------------------
