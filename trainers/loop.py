@@ -305,6 +305,7 @@ class Trainer:
             fresh, kl_metrics = self.kl_reward.apply(fresh, self.learner)
             record.update(kl_metrics)
         rows, advantages = self.algo.rows_and_advantages(fresh, self.policy.label_tokens)
+        write_advantages(self.out / "rollouts" / f"step-{step:05d}" / "advantages.jsonl", fresh, rows, advantages)
         return record, rows, advantages
 
     def _phase(self, text: str) -> None:
@@ -378,6 +379,25 @@ def load_checkpoint(where: Path, learner: Learner, lora: bool = False) -> dict[s
     if shuffle is not None:  # older checkpoints lack it
         learner.shuffle.set_state(shuffle)
     return {k: v for k, v in state.items() if k not in ("optimizer", "shuffle")}
+
+
+def write_advantages(where: Path, episodes: list[Trajectory], rows: list[Row], advantages: list[Any]) -> None:
+    """What the update trained each episode (or turn) with, beside the step's rollouts, for the viewer: one
+    line per row, ``{"trajectory_id", "turn" (None: the whole episode), "advantage"}``; a per-token advantage
+    is given as its values on the trained tokens, in order. Written atomically; a failure only warns."""
+    lines = []
+    for row, advantage in zip(rows, advantages, strict=True):
+        if not isinstance(advantage, (int, float)):
+            advantage = [float(a) for a, m in zip(advantage, row.mask, strict=False) if m]
+        lines.append(json.dumps({"trajectory_id": episodes[row.episode].trajectory_id, "turn": row.turn,
+                                 "advantage": advantage}))
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        tmp = where.with_name(where.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.rename(where)
+    except OSError as e:
+        log.warning("could not record the advantages in %s: %s", where, e)
 
 
 class _QuietLog:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from agentenv.parsing import ParsedAction
+from agentenv.store import TrajectoryStore
 from agentenv.testing import CountdownEnv
 from agentenv.trainers.algorithm import algorithm_options
 from agentenv.trainers.config import TrainConfig, load_config
@@ -43,6 +44,16 @@ def test_grpo_run_logs_checkpoints_plots_and_resumes(tiny_model_dir: Path, tmp_p
             assert abs(r["ratio_mean"] - 1) < 1e-3  # one epoch: the update starts on the policy that sampled
     assert (run / "checkpoints" / "step-00002" / "trainer_state.pt").exists()
     assert (run / "plots.png").stat().st_size > 10_000
+    from agentenv.trainers.advantages import group_normalise
+
+    step = run / "rollouts" / "step-00000"
+    recorded = {r["trajectory_id"]: r for r in map(json.loads, (step / "advantages.jsonl").read_text().splitlines())}
+    episodes = sorted(TrajectoryStore(step).episodes(), key=lambda t: t.trajectory_id)
+    assert sorted(recorded) == [t.trajectory_id for t in episodes] and all(r["turn"] is None for r in recorded.values())
+    for group in {t.group_id for t in episodes}:  # GRPO: the group-normalised rewards
+        members = [t for t in episodes if t.group_id == group]
+        expected = group_normalise([t.reward for t in members], [group] * len(members), TrainConfig().norm)
+        assert [recorded[t.trajectory_id]["advantage"] for t in members] == pytest.approx(expected, abs=1e-6)
     again = Trainer(config(tiny_model_dir, run, algo="grpo", steps=3, resume=True))
     assert again.step == 0
     again.run()
