@@ -305,7 +305,8 @@ class Trainer:
             fresh, kl_metrics = self.kl_reward.apply(fresh, self.learner)
             record.update(kl_metrics)
         rows, advantages = self.algo.rows_and_advantages(fresh, self.policy.label_tokens)
-        write_advantages(self.out / "rollouts" / f"step-{step:05d}" / "advantages.jsonl", fresh, rows, advantages)
+        if not self.algo.sft:  # an SFT algorithm's rows have no advantages (and DAgger's span all steps)
+            write_advantages(self.out / "rollouts" / f"step-{step:05d}" / "advantages.jsonl", rows, advantages)
         return record, rows, advantages
 
     def _phase(self, text: str) -> None:
@@ -381,7 +382,7 @@ def load_checkpoint(where: Path, learner: Learner, lora: bool = False) -> dict[s
     return {k: v for k, v in state.items() if k not in ("optimizer", "shuffle")}
 
 
-def write_advantages(where: Path, episodes: list[Trajectory], rows: list[Row], advantages: list[Any]) -> None:
+def write_advantages(where: Path, rows: list[Row], advantages: list[Any]) -> None:
     """What the update trained each episode (or turn) with, beside the step's rollouts, for the viewer: one
     line per row, ``{"trajectory_id", "turn" (None: the whole episode), "advantage"}``; a per-token advantage
     is given as its values on the trained tokens, in order. Written atomically; a failure only warns."""
@@ -389,8 +390,7 @@ def write_advantages(where: Path, episodes: list[Trajectory], rows: list[Row], a
     for row, advantage in zip(rows, advantages, strict=True):
         if not isinstance(advantage, (int, float)):
             advantage = [float(a) for a, m in zip(advantage, row.mask, strict=False) if m]
-        lines.append(json.dumps({"trajectory_id": episodes[row.episode].trajectory_id, "turn": row.turn,
-                                 "advantage": advantage}))
+        lines.append(json.dumps({"trajectory_id": row.trajectory_id, "turn": row.turn, "advantage": advantage}))
     try:
         where.parent.mkdir(parents=True, exist_ok=True)
         tmp = where.with_name(where.name + ".tmp")

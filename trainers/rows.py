@@ -34,6 +34,9 @@ class Row:
     recompute_old_logp: bool = False
     #: trained with the auxiliary SFT loss (λ·NLL) instead of the policy gradient
     sft: bool = False
+    #: the episode's id (``episode`` indexes the list the rows were built from, which algorithms filter or
+    #: accumulate across steps)
+    trajectory_id: str = ""
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -75,7 +78,7 @@ def step_rows(trajectories: Sequence[Trajectory], labels: bool = False,
                 mask = list(turn.completion_mask) or [1] * len(response)
                 logp = list(turn.logprobs) if len(turn.logprobs) == len(response) else [0.0] * len(response)
             rows.append(Row([*prompt, *response], [0] * len(prompt) + mask, [0.0] * len(prompt) + logp,
-                            index, turn.index))
+                            index, turn.index, trajectory_id=trajectory.trajectory_id))
     return rows
 
 
@@ -100,7 +103,7 @@ def sequence_rows(trajectories: Sequence[Trajectory]) -> list[Row]:
             tokens += response
             mask += list(turn.completion_mask) or [1] * len(response)
             logp += list(turn.logprobs) if len(turn.logprobs) == len(response) else [0.0] * len(response)
-        rows.append(Row(tokens, mask, logp, index))
+        rows.append(Row(tokens, mask, logp, index, trajectory_id=trajectory.trajectory_id))
     return rows
 
 
