@@ -434,6 +434,25 @@ def serve_env(
                idle_timeout_s=idle_timeout)
 
 
+@app.command()
+def view(
+    dirs: Annotated[list[Path], typer.Argument(help="training runs, trajectory stores, or folders holding them")],
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port)")] = 8765,
+    host: Annotated[str, typer.Option(help="address to bind; the viewer has no authentication")] = "127.0.0.1",
+    tokenizer: Annotated[str | None, typer.Option(help="tokenizer (catalog name or folder) for token texts; "
+                                                        "default: the run's model, else the store's policy")] = None,
+) -> None:
+    """Browse runs and trajectories in a local web page; prints `agentenv viewer: http://HOST:PORT/` when ready."""
+    from agentenv.serving import serve_app
+    from agentenv.viewer import create_viewer_app
+
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"not a directory: {', '.join(missing)}")
+    serve_app(create_viewer_app(dirs, tokenizer=tokenizer), host, port,
+              ready=lambda url: f"agentenv viewer: {url}/")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad arguments and known errors get one line, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
