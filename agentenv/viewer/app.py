@@ -23,6 +23,7 @@ from agentenv.viewer.data import (
     StoreIndex,
     StoreInfo,
     discover,
+    episode_advantage,
     episode_json,
     load_advantages,
     read_metrics,
@@ -192,6 +193,9 @@ def create_viewer_app(paths: Sequence[str | Path], tokenizer: str | None = None)
         if not members:
             raise _NotFound(f"no group {group_id!r} in store {store_id!r}")
         ids = {m["trajectory_id"] for m in members}
+        recorded = load_advantages(idx.store.directory)
+        for m in members:  # what the update trained each member with, when the run recorded it
+            m["advantage"] = episode_advantage(recorded.get(m["trajectory_id"], []))
         children: dict[str, list[str]] = {m["trajectory_id"]: [] for m in members}
         for m in members:
             parent = m["parent_trajectory_id"]

@@ -25,8 +25,18 @@ import pyarrow.parquet as pq
 from agentenv.store import CorruptShardError, TrajectoryStore
 from agentenv.trajectory import Trajectory
 
-__all__ = ["INDEX_COLUMNS", "RunInfo", "Sources", "StoreIndex", "StoreInfo", "discover", "episode_json",
-           "load_advantages", "read_metrics"]
+__all__ = [
+    "INDEX_COLUMNS",
+    "RunInfo",
+    "Sources",
+    "StoreIndex",
+    "StoreInfo",
+    "discover",
+    "episode_advantage",
+    "episode_json",
+    "load_advantages",
+    "read_metrics",
+]
 
 #: the columns of an index row, in the order the episodes table shows them
 INDEX_COLUMNS = ("trajectory_id", "group_id", "task_id", "env_id", "task_type", "status", "success", "reward",
@@ -442,6 +452,21 @@ def _images(messages: Sequence[Any]) -> list[str]:
                     if isinstance(url, str) and url.startswith("data:image/"):
                         out.append(url)
     return out
+
+
+def episode_advantage(records: Sequence[dict[str, Any]]) -> float | None:
+    """One number for an episode from its recorded advantages: the whole-episode value (a per-token list's
+    mean), else the mean over its turns' values; None when the run recorded none."""
+    values = []
+    for record in records:
+        a = record.get("advantage")
+        if isinstance(a, list):
+            a = sum(a) / len(a) if a else None
+        if a is not None:
+            if record.get("turn") is None:
+                return float(a)
+            values.append(float(a))
+    return sum(values) / len(values) if values else None
 
 
 def episode_json(traj: Trajectory, decode: Callable[[list[int]], list[str | None]] | None,

@@ -203,6 +203,10 @@ def test_a_tree_group_shows_members_and_branch_structure(client: TestClient, sto
         assert sorted(node["children"]) == kids
     assert sum(len(n["children"]) for n in roots) == 4
     assert {m["branch_turn"] for m in body["members"] if m["kind"] == "branch"} == {1}
+    for m in body["members"]:  # per-token tree credit, shown as its mean per member
+        n = sum(sum(turn.completion_mask) for turn in members[m["trajectory_id"]].turns)
+        expected = sum(round(members[m["trajectory_id"]].reward - 0.5 + k / 100, 3) for k in range(n)) / n
+        assert m["advantage"] == pytest.approx(expected, abs=1e-9)
     flat = client.get(f"/api/stores/{store}/groups/t000001").json()
     assert len(flat["members"]) == 4 and all(n["parent"] is None and n["children"] == [] for n in flat["tree"])
 
