@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,12 +122,30 @@ def _episode_count(path: Path) -> int | None:
         return None
 
 
+#: how deep a folder given to the viewer is searched for runs and stores
+SCAN_DEPTH = 3
+
+
+def _walk(folder: Path, depth: int) -> Iterator[Path]:
+    """The runs and stores under ``folder``, in name order, not looking inside them or deeper than ``depth``."""
+    try:
+        children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return
+    for child in children:
+        if _is_run(child) or _is_store(child):
+            yield child
+        elif depth > 1:
+            yield from _walk(child, depth - 1)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "x"
 
 
 def discover(paths: Iterable[str | Path]) -> Sources:
-    """Runs and stores under ``paths``: each a run dir, a store, or a folder holding those (one level down).
+    """Runs and stores under ``paths``: each a run dir, a store, or a folder holding those (up to
+    ``SCAN_DEPTH`` levels down; a run or store found deeper is named by its path under the folder).
 
     Ids are slugs of the names with a counter on clashes, assigned in the order found, so the same paths
     give the same ids (and shared links keep working across restarts)."""
@@ -143,15 +161,16 @@ def discover(paths: Iterable[str | Path]) -> Sources:
         used.add(candidate)
         return candidate
 
-    def add_store(path: Path, run: RunInfo | None, split: str, step: int | None) -> None:
-        name = f"{run.name}/{split}/{step}" if run is not None and step is not None else path.name
+    def add_store(path: Path, run: RunInfo | None, split: str, step: int | None, label: str | None = None) -> None:
+        name = f"{run.name}/{split}/{step}" if run is not None and step is not None else label or path.name
         info = StoreInfo(new_id(name.replace("/", "-")), name, path, run.id if run else None, split, step)
         sources.stores[info.id] = info
         if run is not None:
             run.stores.append(info.id)
 
-    def add_run(path: Path) -> None:
-        run = RunInfo(new_id(path.name), path.name, path)
+    def add_run(path: Path, label: str | None = None) -> None:
+        name = label or path.name
+        run = RunInfo(new_id(name.replace("/", "-")), name, path)
         sources.runs[run.id] = run
         for split, folder in (("train", "rollouts"), ("eval", "eval")):
             steps = sorted((path / folder).glob("step-*")) if (path / folder).is_dir() else []
@@ -170,13 +189,13 @@ def discover(paths: Iterable[str | Path]) -> Sources:
             add_store(path, None, "store", None)
         else:
             found = False
-            for child in sorted(p for p in path.iterdir() if p.is_dir()):
+            for child in _walk(path, SCAN_DEPTH):
+                label = str(child.relative_to(path))
                 if _is_run(child):
-                    add_run(child)
-                    found = True
-                elif _is_store(child):
-                    add_store(child, None, "store", None)
-                    found = True
+                    add_run(child, label)
+                else:
+                    add_store(child, None, "store", None, label)
+                found = True
             if not found:
                 sources.problems.append(f"{given}: holds no training run or trajectory store")
     return sources

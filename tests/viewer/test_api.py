@@ -56,6 +56,16 @@ def test_sources_find_both_runs_their_stores_and_a_loose_store(client: TestClien
     assert again["stores"] == sources["stores"]  # same paths, same ids: shared links survive a restart
 
 
+def test_a_folder_is_searched_a_few_levels_down_for_runs_and_stores(viewer_run: Path, tmp_path: Path):
+    (tmp_path / "sweep" / "lr-1e-5").mkdir(parents=True)
+    (tmp_path / "sweep" / "lr-1e-5" / "grpo").symlink_to(viewer_run)
+    (tmp_path / "too" / "deep" / "for" / "it").mkdir(parents=True)
+    (tmp_path / "too" / "deep" / "for" / "it" / "run").symlink_to(viewer_run)
+    sources = TestClient(create_viewer_app([tmp_path])).get("/api/sources").json()
+    assert [r["name"] for r in sources["runs"]] == ["sweep/lr-1e-5/grpo"]
+    assert len(sources["stores"]) == 2 and sources["errors"] == []
+
+
 def test_metrics_give_the_rows_and_numeric_keys_and_name_a_bad_line(client: TestClient, tmp_path: Path):
     runs = {r["name"]: r["id"] for r in client.get("/api/sources").json()["runs"]}
     body = client.get(f"/api/runs/{runs['demo-run']}/metrics").json()
