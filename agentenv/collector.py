@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from agentenv.budget import GroupLedger, slot_id
 from agentenv.env import Env
 from agentenv.hooks import BranchRequest, BranchStrategy, TeacherMixing, TreeStrategy
+from agentenv.ledger import Ledger
 from agentenv.messages import Observation, content_text
 from agentenv.policy import Policy, PolicyOutput, PolicyRequest, SamplingParams
 from agentenv.progress import CollectProgress
@@ -157,6 +158,8 @@ class Collector:
         #: which play a tree's episodes without its strategy)
         self.tree_mode = self.tree is not None
         self.remote = remote
+        #: the store's work ledger (:mod:`agentenv.ledger`), open while a run writes to a store that keeps one
+        self.ledger: Ledger | None = None
         self._groups: dict[int, GroupLedger] = {}
         self._finished: list[Trajectory] = []
         self._snapshots: dict[str, dict[int, Any]] = {}
@@ -198,12 +201,13 @@ class Collector:
         if self.tree is not None:
             total, skipped = await self._tree_jobs(jobs)
         else:
-            done = await self._finished_keys()
+            done, next_attempt = await self._finished_keys()
             total = cfg.n_tasks * cfg.group_size
             for task in range(cfg.n_tasks):
                 for sample in range(cfg.group_size):
                     if (task, sample) not in done:
-                        jobs.put_nowait(_Job(1, next(self._order), task, sample))
+                        jobs.put_nowait(_Job(1, next(self._order), task, sample,
+                                             attempt=next_attempt.get((task, sample), 0)))
             skipped = total - jobs.qsize()
         summary = CollectSummary(skipped=skipped)
         if not jobs.empty():
@@ -212,6 +216,12 @@ class Collector:
             except BaseException:
                 executor.shutdown(wait=False, cancel_futures=True)
                 raise
+        if hasattr(self.store, "commit") and hasattr(self.store, "directory"):
+            self.ledger = Ledger(self.store.directory).open()
+            recovered, interrupted = await asyncio.to_thread(self.ledger.reconcile)
+            if recovered or interrupted:
+                log.warning("the work ledger of an earlier, interrupted run: %d stored episodes logged now, "
+                            "%d in-flight ones closed as interrupted (they run again)", recovered, interrupted)
         results: asyncio.Queue[Trajectory | None] = asyncio.Queue()
         with CollectProgress(total, summary.skipped, mode=cfg.progress) as progress:
             writer = asyncio.create_task(self._writer(results, summary, progress))
@@ -225,7 +235,12 @@ class Collector:
                     w.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
                 await results.put(None)
-                await writer
+                try:
+                    await writer
+                finally:
+                    if self.ledger is not None:
+                        self.ledger.close()
+                        self.ledger = None
                 for env in self._spare_envs:
                     self._discard(env)
                 self._spare_envs.clear()
@@ -387,17 +402,23 @@ class Collector:
             added = sum(self._refill(jobs, task) for task in self._groups)
         return added > 0
 
-    async def _finished_keys(self) -> set[tuple[int, int]]:
+    async def _finished_keys(self) -> tuple[set[tuple[int, int]], dict[tuple[int, int], int]]:
+        """The stored slots that are finished, and for a failed one with retries left the attempt to run
+        next: a resumed retry is a new attempt (``-a1``), never a second row under the failed one's id."""
         if self.store is None:
-            return set()
+            return set(), {}
         await asyncio.to_thread(self.store.open_run, self.config.run_identity())
         rows = await asyncio.to_thread(self.store.keys)
-        done = set()
+        done: set[tuple[int, int]] = set()
+        next_attempt: dict[tuple[int, int], int] = {}
         for row in rows:
             _, task, sample, attempt, status = row
+            key = (int(task), int(sample))
             if status != "failed" or attempt >= self.config.env_retries:
-                done.add((int(task), int(sample)))
-        return done
+                done.add(key)
+            else:
+                next_attempt[key] = max(next_attempt.get(key, 0), int(attempt) + 1)
+        return done, next_attempt
 
     async def _writer(self, results: asyncio.Queue[Trajectory | None], summary: CollectSummary,
                       progress: CollectProgress) -> None:
@@ -422,10 +443,18 @@ class Collector:
             summary.add(batch)
             progress.add(batch)
 
+    def _commit(self, batch: list[Trajectory]) -> None:
+        """Write a batch as one shard, then close its episodes in the work ledger."""
+        if self.ledger is None:
+            self.store.write(batch)
+            return
+        hashes = self.store.commit(batch)
+        self.ledger.committed(batch, hashes)
+
     async def _write_with_retries(self, batch: list[Trajectory], attempts: int = 5) -> None:
         for attempt in range(attempts):
             try:
-                await asyncio.to_thread(self.store.write, batch)
+                await asyncio.to_thread(self._commit, batch)
                 return
             except OSError as e:
                 if attempt == attempts - 1:
@@ -437,10 +466,17 @@ class Collector:
                       slot: int) -> None:
         while True:
             job = await jobs.get()
+            tid = self.job_trajectory_id(job)
+            if self.ledger is not None:
+                self.ledger.intent(tid, job.task_index, job.attempt)
             try:
                 traj = await (self.remote.run(slot, job) if self.remote is not None else self.execute(job))
                 self._schedule_followups(jobs, job, traj)  # before the write: it records granted children
                 await results.put(traj)
+            except asyncio.CancelledError:  # the run stops with this episode in flight
+                if self.ledger is not None:
+                    self.ledger.cancelled(tid, job.task_index, job.attempt)
+                raise
             except Exception as e:  # a bug here must not lose the job silently
                 log.exception("internal error on job %s", job)
                 traj = self._new_trajectory(job)
@@ -516,13 +552,19 @@ class Collector:
                                          parent=traj, branch=request, child_index=k))
 
     # ----- one episode -------------------------------------------------------------------------------
+    def job_trajectory_id(self, job: _Job) -> str:
+        """The id of the episode ``job`` plays: a retry's carries its attempt (``-a2``)."""
+        if job.parent is not None and job.branch is not None:
+            tid = job.tid or f"{job.parent.trajectory_id}-b{job.branch.turn}.{job.child_index}"
+        else:
+            tid = job.tid or self.trajectory_id(job.task_index, job.sample_index)
+        return f"{tid}-a{job.attempt}" if job.attempt else tid
+
     def _new_trajectory(self, job: _Job) -> Trajectory:
         cfg = self.config
+        tid = self.job_trajectory_id(job)
         if job.parent is not None and job.branch is not None:
             parent = job.parent
-            tid = job.tid or f"{parent.trajectory_id}-b{job.branch.turn}.{job.child_index}"
-            if job.attempt:
-                tid += f"-a{job.attempt}"
             tree_id = parent.tree_id or parent.trajectory_id
             child = Trajectory(
                 trajectory_id=tid, group_id=parent.group_id, task_id=parent.task_id,
@@ -536,9 +578,6 @@ class Collector:
             if job.branch.note is not None:
                 child.extra["branch"] = dict(job.branch.note)
             return child
-        tid = job.tid or self.trajectory_id(job.task_index, job.sample_index)
-        if job.attempt:
-            tid += f"-a{job.attempt}"
         return Trajectory(
             trajectory_id=tid, group_id=f"t{job.task_index:06d}", task_id=f"t{job.task_index:06d}",
             task_index=job.task_index, sample_index=job.sample_index, seed=self.task_seed(job.task_index),

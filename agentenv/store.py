@@ -330,14 +330,28 @@ class TrajectoryStore:
         if not trajectories:
             return None
         # Convert before touching the disk: a bad value fails here, leaving no file behind.
+        return self._write_table(_to_table(trajectories), len(trajectories))
+
+    def commit(self, trajectories: Sequence[Trajectory]) -> list[str]:
+        """:meth:`write`, returning each row's content hash (:func:`agentenv.ledger.row_hash` of the row as
+        it will read back), which the work ledger logs so that a later check can prove the row intact."""
+        from agentenv.ledger import row_hash
+
+        if not trajectories:
+            return []
         table = _to_table(trajectories)
+        hashes = [row_hash(row) for row in table.to_pylist()]
+        self._write_table(table, len(trajectories))
+        return hashes
+
+    def _write_table(self, table: pa.Table, count: int) -> Path:
         with self._lock:
             self.shards_dir.mkdir(parents=True, exist_ok=True)
             self._remove_temp_files()
             seq = 1 + max((self._seq(p) for p in self._listing()), default=0)
             path = self.shards_dir / f"shard-{seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
             _atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
-            self._write_manifest(known={path.name: len(trajectories)})
+            self._write_manifest(known={path.name: count})
         return path
 
     def open_run(self, run: Mapping[str, Any], ignore: Iterable[str] = ("concurrency",)) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from agentenv.collector import CollectConfig, Collector, EnvCreationError
 from agentenv.hooks import BranchRequest, TreeStrategy
+from agentenv.ledger import check_ledger
 from agentenv.ray_collect import RayEpisodes, RayOptions
 from agentenv.ray_local import LocalRayCluster, in_private_network
 from agentenv.store import TrajectoryStore
@@ -38,6 +39,11 @@ def collector(store: Path, address: str, n: int, *, concurrency: int = 4, retrie
                         progress="off", env_timeout=30)
     return Collector(cfg, ScriptedPolicy(expert_text), TrajectoryStore(store),
                      env_factory=functools.partial(CountdownEnv, **env), remote=runner), runner
+
+
+def ledger(store: Path) -> dict[str, Any]:
+    report = check_ledger(store)
+    return {"ok": report.ok, "report": str(report)}
 
 
 def stored(store: Path) -> list[dict[str, Any]]:
@@ -90,6 +96,7 @@ def worker_killed(work: Path, address: str) -> dict[str, Any]:
     summary = c.run()
     thread.join(5)
     return {"episodes": stored(store), "killed": killed, "lost": runner.lost, "seconds": time.monotonic() - started,
+            "ledger": ledger(store),
             "failures": dict(summary.failures), "started": runner.started}
 
 
@@ -108,7 +115,7 @@ def driver_killed(work: Path, address: str) -> dict[str, Any]:
     first.wait()
     second = subprocess.run(argv, capture_output=True, text=True, timeout=180)
     report = json.loads(second.stdout.strip().splitlines()[-1])
-    return {"committed_before_kill": committed, "second": report, "episodes": stored(store)}
+    return {"committed_before_kill": committed, "second": report, "episodes": stored(store), "ledger": ledger(store)}
 
 
 def kept_workers(work: Path, address: str) -> dict[str, Any]:
@@ -160,7 +167,8 @@ def node_killed(work: Path, address: str, cluster: LocalRayCluster) -> dict[str,
     summary = c.run()
     thread.join(5)
     return {"episodes": stored(store), "killed": killed, "started": runner.started, "head": head,
-            "failures": dict(summary.failures), "seconds_after_kill": time.monotonic() - killed.get("at", 0)}
+            "ledger": ledger(store), "failures": dict(summary.failures),
+            "seconds_after_kill": time.monotonic() - killed.get("at", 0)}
 
 
 def training(work: Path, address: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ def test_a_killed_worker_fails_its_episodes_with_the_reason_and_the_retries_fini
     final = final_attempts(episodes)
     assert len(final) == 24 and all(e["status"] == "ok" for e in final.values())
     assert len({e["node"] for e in episodes if e["status"] == "ok"}) == 2  # spread over both nodes
+    assert run["ledger"]["ok"], run["ledger"]["report"]
     pids = [w["pid"] for w in run["started"]]
     assert len(pids) == 3 and pids.index(run["killed"]["pid"]) < 2  # the killed worker was replaced
 
@@ -73,6 +74,7 @@ def test_a_dead_node_fails_its_episodes_and_its_worker_starts_again_elsewhere(re
     second = {w["node"] for w in run["started"][:2]} - {run["head"]}
     assert lost and all(e["cause"] == "worker_lost" and e["node"] in second for e in lost)
     assert run["started"][-1]["node"] == run["head"] and len(run["started"]) == 3
+    assert run["ledger"]["ok"], run["ledger"]["report"]
     final = final_attempts(episodes)
     assert len(final) == 10 and all(e["status"] == "ok" for e in final.values())
 
@@ -85,6 +87,7 @@ def test_a_killed_driver_resumes_without_duplicates(report):
     assert run["second"]["skipped"] + run["second"]["episodes"] == 20
     assert len(episodes) == 20 and len({e["id"] for e in episodes}) == 20
     assert Counter(e["status"] for e in episodes) == {"ok": 20}
+    assert run["ledger"]["ok"], run["ledger"]["report"]
 
 
 @pytest.mark.integration

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from agentenv.ledger import check_ledger
 from agentenv.store import TrajectoryStore
 
 SCRIPT = """
@@ -57,3 +58,5 @@ def test_sigkill_mid_run_then_resume_keeps_every_finished_episode_exactly_once(t
 
     again = subprocess.run(collect_cmd(out, n), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and len(list(TrajectoryStore(out).episodes())) == 2 * n
+    report = check_ledger(out, expected_slots=[f"t{t:06d}-s{s:03d}" for t in range(n) for s in range(2)])
+    assert report.ok, report  # L1-L3 across the kill: every intent closed, every row logged with its hash
