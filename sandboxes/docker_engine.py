@@ -224,6 +224,8 @@ class DockerSandbox(SupervisedSandbox):
             remove_container(self.client, self.container.id)
         if self.transport is not None:
             self.transport.close()
+        with contextlib.suppress(Exception):  # its pooled engine connections (the census counts them)
+            self.client.close()
 
 
 def remove_container(client: Any, container_id: str, tries: int = 10) -> None:

@@ -254,6 +254,9 @@ class BrowserRuntime:
                     await session.close()
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
+
         async def shutdown() -> None:
             await self._kill_browser()
             if self._playwright is not None:
@@ -265,6 +268,8 @@ class BrowserRuntime:
             self.call(shutdown(), timeout=15)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():  # its self-pipe and selector would otherwise wait for the collector
+            self._loop.close()
 
 
 def kill_marked(marker: str) -> None:

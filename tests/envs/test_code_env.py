@@ -10,6 +10,7 @@ import gymnasium as gym
 import pytest
 
 import agentenv  # noqa: F401  (registers the envs)
+from agentenv.census import census_guard
 from agentenv.envs.code import solvers
 from agentenv.envs.code.env import CodeInterpreterEnv, tool_call
 from agentenv.envs.code.tasks import SPLIT_SEEDS, make_task, math_score, score
@@ -43,6 +44,21 @@ def test_the_expert_solves_every_procedural_family_through_the_tool(env):
         assert steps == 2  # one python cell, then the answer
         seen[info["task_type"]] = seen.get(info["task_type"], 0) + 1
     assert len(seen) >= 15  # the draw covers the families
+
+
+def test_an_expert_episode_and_close_leave_nothing_behind():
+    """The resource census (reliability §4) around a whole env life: the warm pool, the sandboxed kernel,
+    an interrupted cell, a crashed and restarted kernel, then close."""
+    with census_guard(settle_s=5):
+        env = CodeInterpreterEnv(families=solvers.FAMILIES, cell_timeout=3, pool_size=2)
+        try:
+            _, _, reward, _ = run_expert(env, seed=3)
+            assert reward == 1.0
+            env.reset(seed=4)
+            env.step(tool_call("python", code="while True: pass"))
+            env.step(tool_call("python", code="import os; os._exit(1)"))
+        finally:
+            env.close()
 
 
 def test_session_state_interrupts_and_crashes(env):

@@ -4,12 +4,14 @@ processes, deadlines, and a pool that serves warm sandboxes."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 
+from agentenv.census import census_guard
 from agentenv.sandboxes import SandboxDied, SandboxLimits, SandboxPool, SandboxRequestError, make_sandbox
-from tests.sandboxes.conftest import backend_or_skip
+from tests.sandboxes.conftest import ALL_BACKENDS, backend_or_skip
 
 ECHO_SERVER = (
     "import sys, json, time\n"
@@ -162,3 +164,23 @@ def test_a_process_that_stops_reading_cannot_wedge_the_sandbox(any_sandbox):
     reply = any_sandbox.request("deaf", "x" * 1_000_000, timeout=1)
     assert reply.status == "killed" and time.monotonic() - start < 5
     assert any_sandbox.exec("echo fine").stdout == "fine\n"
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_closed_sandboxes_leave_no_process_fd_mount_temp_dir_or_container(backend, limits):
+    """The resource census of reliability §4 (B04, L03, L04) around whole sandbox lives: start, run a
+    command that leaves a background child and a persistent process, close. The first sandbox is made
+    before the baseline, so what a backend sets up once per process (its engine client, its uid lock
+    directory) is not counted; what each sandbox leaves is."""
+    backend_or_skip(backend, limits).close()
+    leftover = f"sleep {1000 + os.getpid() % 10_000}.75"  # marked: counted even if it escapes the tree
+    with census_guard(settle_s=5, marked=[leftover]):
+        for _ in range(2):
+            sandbox = backend_or_skip(backend, limits)
+            try:
+                sandbox.exec(f"({leftover} &) ; echo started")
+                sandbox.write_file("server.py", ECHO_SERVER)
+                sandbox.start_process("echo", ["python3", "-u", "server.py"])
+                assert sandbox.request("echo", json.dumps({"x": 1})).status == "ok"
+            finally:
+                sandbox.close()
