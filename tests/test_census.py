@@ -183,10 +183,11 @@ def test_a_reused_pid_does_not_mask_a_leak():
     child = subprocess.Popen(["sleep", "30"])
     try:
         after = Census.take()
-        (info,) = after.processes.values()
+        # other tests' long-lived helpers may be descendants too: take this child's own entry
+        (info,) = [p for p in after.processes.values() if p.pid == child.pid]
         # the baseline as if a process with the same pid had existed then and exited since
         earlier = replace(info, start=info.start - 100, cmdline="the previous owner of this pid")
-        reused = replace(before, processes={earlier.key: earlier})
+        reused = replace(before, processes={**before.processes, earlier.key: earlier})
         diff = reused.diff(after)
         assert [p.key for p in diff.processes] == [info.key] and "sleep 30" in str(diff)
     finally:
