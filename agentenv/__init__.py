@@ -5,10 +5,19 @@
 """
 
 from agentenv.checker import CheckReport, EnvContractError, check_env
-from agentenv.env import Env, ResetNeeded, StepResult
+from agentenv.env import Env, GraderError, ResetNeeded, StepResult
 from agentenv.messages import Message, Observation, message, observation
 from agentenv.parsing import ActionParseError, ParsedAction, ReActParser, ToolCall, ToolCallParser
-from agentenv.policy import Continuation, Policy, PolicyError, PolicyOutput, PolicyRequest, SamplingParams
+from agentenv.policy import (
+    Continuation,
+    ModelError,
+    Policy,
+    PolicyError,
+    PolicyOutput,
+    PolicyRequest,
+    PolicyUnavailable,
+    SamplingParams,
+)
 from agentenv.prompting import Conversation, PromptConfig
 from agentenv.registry import EnvInfo, UnknownEnvError, load_plugins, make, register, registered_envs
 from agentenv.trajectory import SCHEMA_VERSION, Trajectory, Turn
@@ -24,13 +33,16 @@ __all__ = [
     "Env",
     "EnvContractError",
     "EnvInfo",
+    "GraderError",
     "Message",
+    "ModelError",
     "Observation",
     "ParsedAction",
     "Policy",
     "PolicyError",
     "PolicyOutput",
     "PolicyRequest",
+    "PolicyUnavailable",
     "PromptConfig",
     "ReActParser",
     "ResetNeeded",

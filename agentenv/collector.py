@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agentenv.budget import GroupLedger, slot_id
-from agentenv.env import Env
+from agentenv.env import Env, GraderError
 from agentenv.hooks import BranchRequest, BranchStrategy, TeacherMixing, TreeStrategy
 from agentenv.ledger import Ledger
-from agentenv.messages import Observation, content_text
-from agentenv.policy import Policy, PolicyOutput, PolicyRequest, SamplingParams
+from agentenv.messages import Observation, cap_observation, content_text
+from agentenv.policy import ModelError, Policy, PolicyOutput, PolicyRequest, PolicyUnavailable, SamplingParams
 from agentenv.progress import CollectProgress
 from agentenv.prompting import Conversation, PromptConfig, new_prompt_tokens
 from agentenv.registry import make, resolve_id
 from agentenv.summary import CollectSummary
 from agentenv.threads import DaemonThreadPool
-from agentenv.trajectory import Trajectory, Turn
+from agentenv.trajectory import Trajectory, Turn, is_policy_cause
 
 log = logging.getLogger("agentenv.collect")
 
@@ -42,7 +42,8 @@ log = logging.getLogger("agentenv.collect")
 #: names the real episode it started from)
 RECORDED_RESET_INFO = ("task_type", "task", "problem", "real_seed", "real_task_id", "real_trajectory_id")
 #: infrastructure failures that ``env_retries`` re-runs on a fresh env (a lost worker: its process or node died)
-RETRIED_CAUSES = ("env_error", "env_timeout", "worker_lost")
+RETRIED_CAUSES = ("env_error", "env_timeout", "reset_timeout", "worker_lost", "grader_error", "policy_unavailable",
+                  "policy_timeout")
 
 
 class EpisodeRunner(Protocol):
@@ -71,25 +72,40 @@ class CollectConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     sampling: SamplingParams = field(default_factory=SamplingParams)
     prompt: PromptConfig = field(default_factory=PromptConfig)
-    #: seconds allowed for one env call (reset, step, expert) and for one policy call
+    #: seconds allowed for one env call (step, expert) and for one policy call
     env_timeout: float = 120.0
+    #: seconds allowed for an env's reset (a boot: a container, a browser); None: ``env_timeout``
+    reset_timeout: float | None = None
     policy_timeout: float = 600.0
     episode_timeout: float = 3600.0
     #: infrastructure failures (env errors/timeouts) re-run on a fresh env up to this many times
     env_retries: int = 0
     #: a safety cap on turns on top of the env's own limits (the episode ends truncated)
     max_turns: int = 1000
+    #: how long the store may keep failing (a full disk, EIO) before the run stops with
+    #: :class:`StoreUnavailable`; meanwhile no new episode starts and finished ones wait, in memory, in a
+    #: queue of at most ``max(2 * concurrency, 64)`` episodes
+    store_stall_timeout: float = 300.0
+    #: each observation message's text is cut to this many characters (head and tail kept, the cut marked)
+    #: before the policy or the store sees it, so a huge page or log bounds the prompt, the row and memory
+    max_observation_chars: int | None = 100_000
     progress: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("n_tasks", "group_size", "concurrency", "max_turns"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("env_timeout", "policy_timeout", "episode_timeout"):
+        for name in ("env_timeout", "policy_timeout", "episode_timeout", "store_stall_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.env_retries < 0:
             raise ValueError(f"env_retries must be >= 0, got {self.env_retries}")
+        if self.max_observation_chars is not None and self.max_observation_chars < 100:
+            raise ValueError(f"max_observation_chars must be >= 100 (or None), got {self.max_observation_chars}")
+        if self.reset_timeout is None:
+            self.reset_timeout = self.env_timeout
+        elif self.reset_timeout <= 0:
+            raise ValueError(f"reset_timeout must be > 0, got {self.reset_timeout}")
 
     def run_identity(self) -> dict[str, Any]:
         """What must match for a store to be resumed by this collection."""
@@ -123,6 +139,12 @@ class EpisodeFailure(Exception):
 
 class BranchingError(RuntimeError):
     """A tree rollout was asked of an env that cannot be cloned (``clone_mode = "none"``)."""
+
+
+class StoreUnavailable(OSError):
+    """The store kept failing (a full disk, an I/O error) for longer than ``store_stall_timeout``: the run
+    stopped. Every committed episode is intact; the rest are closed in the ledger as cancelled and run
+    again when the same collection is resumed."""
 
 
 class EnvCreationError(RuntimeError):
@@ -174,6 +196,9 @@ class Collector:
         self._closing: set[asyncio.Task[None]] = set()
         self._env_error = ""
         self._spare_envs: list[Env] = []
+        #: set while new episodes may start (cleared while the store fails); failed store writes so far
+        self._intake = asyncio.Event()
+        self.store_failures = 0
 
     # ----- ids and seeds -----------------------------------------------------------------------------
     def task_seed(self, task_index: int) -> int:
@@ -222,22 +247,26 @@ class Collector:
             if recovered or interrupted:
                 log.warning("the work ledger of an earlier, interrupted run: %d stored episodes logged now, "
                             "%d in-flight ones closed as interrupted (they run again)", recovered, interrupted)
-        results: asyncio.Queue[Trajectory | None] = asyncio.Queue()
+        # bounded: when the writer cannot keep up (a slow or failing disk), finished episodes wait here and
+        # the workers wait for room instead of piling episodes up in memory
+        results: asyncio.Queue[Trajectory | None] = asyncio.Queue(maxsize=self.results_capacity)
+        self._intake = asyncio.Event()
+        self._intake.set()
         with CollectProgress(total, summary.skipped, mode=cfg.progress) as progress:
             writer = asyncio.create_task(self._writer(results, summary, progress))
             workers = [asyncio.create_task(self._worker(jobs, results, slot)) for slot in range(cfg.concurrency)]
             try:
-                await jobs.join()
-                while self.tree is not None and self._next_round(jobs):
-                    await jobs.join()
+                await self._until_done(jobs, writer)
             finally:
                 for w in workers:
                     w.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
-                await results.put(None)
+                if not writer.done():
+                    await results.put(None)
                 try:
                     await writer
                 finally:
+                    self._cancel_unwritten(results)
                     if self.ledger is not None:
                         self.ledger.close()
                         self.ledger = None
@@ -252,7 +281,38 @@ class Collector:
                 executor.shutdown(wait=False, cancel_futures=True)
                 self._snapshots.clear()
         summary.wall_seconds = time.monotonic() - started
+        summary.store_failures = self.store_failures
         return summary
+
+    @property
+    def results_capacity(self) -> int:
+        """How many finished episodes may wait for the store (the queue between the workers and the writer)."""
+        return max(2 * self.config.concurrency, 64)
+
+    async def _until_done(self, jobs: asyncio.PriorityQueue[_Job], writer: asyncio.Task[None]) -> None:
+        """Wait for every job (and each round of a tree rollout); a writer that gives up ends the run."""
+        while True:
+            joined = asyncio.ensure_future(jobs.join())
+            await asyncio.wait({joined, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if writer.done():
+                joined.cancel()
+                writer.result()  # raises the store's error
+                raise RuntimeError("the store writer stopped before the run ended")
+            if self.tree is None or not self._next_round(jobs):
+                return
+
+    def _cancel_unwritten(self, unwritten: asyncio.Queue[Trajectory | None] | list[Trajectory]) -> None:
+        """Episodes that finished but never reached the store (the writer gave up): closed as cancelled in the
+        ledger, so no intent is left open; a resumed run plays them again."""
+        if isinstance(unwritten, asyncio.Queue):
+            queue, unwritten = unwritten, []
+            while not queue.empty():
+                item = queue.get_nowait()
+                if item is not None:
+                    unwritten.append(item)
+        for traj in unwritten:
+            if self.ledger is not None:
+                self.ledger.cancelled(traj.trajectory_id, traj.task_index, traj.attempt, cause="store_unavailable")
 
     async def _start_envs(self) -> None:
         """Create the first env (locally, or one on each remote worker) before anything runs: an env that
@@ -451,20 +511,42 @@ class Collector:
         hashes = self.store.commit(batch)
         self.ledger.committed(batch, hashes)
 
-    async def _write_with_retries(self, batch: list[Trajectory], attempts: int = 5) -> None:
-        for attempt in range(attempts):
+    async def _write_with_retries(self, batch: list[Trajectory]) -> None:
+        """Commit a batch, retrying an OSError (a full disk, EIO) with capped backoff. While the store fails,
+        intake pauses (no new episode starts) and the batch stays in memory; after ``store_stall_timeout``
+        seconds of failure the run stops with :class:`StoreUnavailable`."""
+        first_failure: float | None = None
+        attempt = 0
+        while True:
             try:
                 await asyncio.to_thread(self._commit, batch)
-                return
             except OSError as e:
-                if attempt == attempts - 1:
-                    raise
-                log.error("writing %d episodes failed (%s); retrying", len(batch), e)
-                await asyncio.sleep(0.5 * 2**attempt)
+                now = time.monotonic()
+                first_failure = first_failure if first_failure is not None else now
+                self.store_failures += 1
+                if now - first_failure >= self.config.store_stall_timeout:
+                    self._cancel_unwritten(batch)
+                    raise StoreUnavailable(
+                        e.errno, f"the store at {getattr(self.store, 'directory', self.store)} kept failing for "
+                                 f"{now - first_failure:.0f} s ({e}); {len(batch)} finished episodes were not "
+                                 "written: resume the collection to run them again") from e
+                if self._intake.is_set():
+                    log.error("writing %d episodes failed (%s): no new episode starts until the store works "
+                              "again (retrying for up to %.0f s)", len(batch), e, self.config.store_stall_timeout)
+                    self._intake.clear()
+                await asyncio.sleep(min(5.0, 0.25 * 2**attempt))
+                attempt += 1
+            else:
+                if not self._intake.is_set():
+                    log.warning("the store works again after %.1f s: collection resumes",
+                                time.monotonic() - (first_failure or time.monotonic()))
+                    self._intake.set()
+                return
 
     async def _worker(self, jobs: asyncio.PriorityQueue[_Job], results: asyncio.Queue[Trajectory | None],
                       slot: int) -> None:
         while True:
+            await self._intake.wait()  # paused while the store fails
             job = await jobs.get()
             tid = self.job_trajectory_id(job)
             if self.ledger is not None:
@@ -599,14 +681,18 @@ class Collector:
             traj.error = f"episode exceeded {self.config.episode_timeout} s"
         traj.finished_at = time.time()
         traj.reward = sum(t.reward for t in traj.turns)
-        env_ok = traj.status == "ok" or traj.failure_cause in ("policy_error", "policy_timeout")
+        env_ok = traj.status == "ok" or is_policy_cause(traj.failure_cause)
         return traj, env_ok
 
     async def _env_call(self, what: str, coro: Any) -> Any:
+        timeout = self.config.reset_timeout if what == "reset" else self.config.env_timeout
         try:
-            return await asyncio.wait_for(coro, self.config.env_timeout)
+            return await asyncio.wait_for(coro, timeout)
         except TimeoutError:
-            raise EpisodeFailure("env_timeout", f"env {what} took longer than {self.config.env_timeout} s") from None
+            cause = "reset_timeout" if what == "reset" else "env_timeout"
+            raise EpisodeFailure(cause, f"env {what} took longer than {timeout} s") from None
+        except GraderError as e:
+            raise EpisodeFailure("grader_error", f"env {what}: the reward could not be computed: {e}") from None
         except Exception as e:
             raise EpisodeFailure("env_error", f"env {what} raised {e!r}\n{_tb(e)}") from None
 
@@ -616,6 +702,10 @@ class Collector:
         except TimeoutError:
             raise EpisodeFailure("policy_timeout",
                                  f"policy call took longer than {self.config.policy_timeout} s") from None
+        except PolicyUnavailable as e:
+            raise EpisodeFailure("policy_unavailable", f"policy {policy.name}: {e}") from None
+        except ModelError as e:
+            raise EpisodeFailure(f"model_error:{e.kind}", f"policy {policy.name}: {e}") from None
         except Exception as e:
             raise EpisodeFailure("policy_error", f"policy {policy.name} raised {e!r}\n{_tb(e)}") from None
         if len(outputs) != 1 or not isinstance(outputs[0], PolicyOutput):
@@ -625,6 +715,7 @@ class Collector:
     async def _play(self, env: Env, traj: Trajectory, job: _Job) -> None:
         cfg = self.config
         obs, info = await self._env_call("reset", env.reset_async(seed=traj.seed))
+        obs = cap_observation(obs, cfg.max_observation_chars)
         for key in RECORDED_RESET_INFO:
             if key in info:
                 traj.extra[key] = info[key]
@@ -698,6 +789,7 @@ class Collector:
         policy_seconds = time.monotonic() - t0
         t1 = time.monotonic()
         next_obs, reward, terminated, truncated, info = await self._env_call("step", env.step_async(out.text))
+        next_obs = cap_observation(next_obs, self.config.max_observation_chars)
         env_seconds = time.monotonic() - t1
         turn = self._make_turn(index, obs, out, request, next_obs, reward, terminated, truncated, info)
         turn.policy_seconds, turn.env_seconds = policy_seconds, env_seconds
@@ -788,6 +880,7 @@ class Collector:
             messages = conv.messages()
             if snapshot is None:
                 next_obs, *_ = await self._env_call("step", env.step_async(recorded.action))
+                next_obs = cap_observation(next_obs, self.config.max_observation_chars)
                 if [dict(m) for m in next_obs["messages"]] != recorded.feedback:
                     raise EpisodeFailure("env_error", f"replaying {parent.trajectory_id} diverged at turn {index}: "
                                          "the env is not deterministic under its seed")

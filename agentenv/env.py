@@ -32,6 +32,12 @@ class ResetNeeded(RuntimeError):
     """``step`` was called before ``reset`` or after the episode ended."""
 
 
+class GraderError(RuntimeError):
+    """The env's reward function failed (it raised, or a test suite it runs could not): the episode's
+    reward is unknown, not 0, so the collector records an infrastructure failure (``grader_error``) that is
+    retried and never trained on as a zero."""
+
+
 @dataclass
 class StepResult:
     observation: Observation

@@ -31,17 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from agentenv.budget import slot_id
-from agentenv.trajectory import Trajectory
+from agentenv.trajectory import Trajectory, is_model_cause
 
 LEDGER_FILE = "ledger.jsonl"
-#: failure causes that are the model's (its answer), not the infrastructure's
-MODEL_CAUSES = frozenset({"policy_error", "policy_timeout"})
 
 
 def terminal_status(traj: Trajectory) -> str:
     """How an episode ended, in the ledger's terms."""
     if traj.status == "failed":
-        return "failed_model" if traj.failure_cause in MODEL_CAUSES else "failed_infra"
+        return "failed_model" if is_model_cause(traj.failure_cause) else "failed_infra"
     return "truncated" if traj.truncated and not traj.terminated else "completed"
 
 

@@ -118,6 +118,40 @@ def observation(
     return obs
 
 
+def cap_text(text: str, max_chars: int) -> str:
+    """Head and tail of a long text for a model's context, with the marker in between."""
+    if len(text) <= max_chars:
+        return text
+    half = max_chars // 2
+    dropped = len(text) - 2 * half
+    return text[:half] + f"\n[... truncated {dropped} characters ...]\n" + text[len(text) - half :]
+
+
+def cap_observation(obs: Observation, max_chars: int | None) -> Observation:
+    """``obs`` with each message's text cut to ``max_chars`` (head and tail kept, the cut marked), so one
+    huge page or log cannot blow up a prompt, a trajectory row or the collector's memory. Returns ``obs``
+    itself when nothing is over the cap."""
+    if max_chars is None or not isinstance(obs, dict):
+        return obs
+    messages = obs.get("messages")
+    if not isinstance(messages, list):
+        return obs
+
+    def capped(content: Any) -> Any:
+        if isinstance(content, str):
+            return cap_text(content, max_chars)
+        if isinstance(content, list):
+            return [{**part, "text": cap_text(part["text"], max_chars)}
+                    if isinstance(part, dict) and isinstance(part.get("text"), str) else part for part in content]
+        return content
+
+    new = [{**m, "content": capped(m.get("content"))} if isinstance(m, dict) else m for m in messages]
+    if all(a is b or a == b for a, b in zip(new, messages, strict=True)):
+        return obs
+    capped_obs: Any = {**obs, "messages": new}
+    return capped_obs
+
+
 def observation_problems(obs: Any) -> list[str]:
     """Every way ``obs`` breaks the observation contract (empty when it is well-formed)."""
     if not isinstance(obs, dict):

@@ -123,6 +123,21 @@ class PolicyError(RuntimeError):
     """The policy could not produce an action (backend failure, bad configuration)."""
 
 
+class PolicyUnavailable(PolicyError):
+    """The policy's server could not be reached or kept failing (connection errors, 5xx, 429) after the
+    client's bounded retries, or gave no answer within its deadline: an infrastructure failure, so the
+    episode ends ``failed_infra`` (and may be retried), never as the model's failure or a reward of 0."""
+
+
+class ModelError(PolicyError):
+    """The server answered, but the answer cannot be used as an action: a body that is not JSON, no
+    ``choices``, token ids that do not spell the text. Counted per kind (``kind``) in the summary."""
+
+    def __init__(self, message: str, kind: str = "malformed"):
+        super().__init__(message)
+        self.kind = kind
+
+
 class PromptError(PolicyError):
     """The request itself is unusable (a prompt that does not render, bad token ids, too long for the
     model): retrying cannot help, and a server answers it with a 400."""

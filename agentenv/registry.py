@@ -102,6 +102,8 @@ def resolve_id(id: str) -> str:
     """The registered id that ``id`` names (the namespace may be omitted), or a did-you-mean error."""
     if is_url(id):
         return id
+    if id.startswith("agentenv-testing/"):
+        import agentenv.testing  # noqa: F401  # registers the test envs (fault injection, fakes)
     load_plugins()
     for candidate in (id, f"{NAMESPACE}/{id}"):
         if candidate in gym.registry:

@@ -24,6 +24,8 @@ class CollectSummary:
     truncated: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     wall_seconds: float = 0.0
+    #: store writes that failed and were retried (a full disk, EIO): intake paused meanwhile
+    store_failures: int = 0
     #: per task type (when the env reports one in its reset info): [episodes, successes]
     by_task_type: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
@@ -77,6 +79,8 @@ class CollectSummary:
             ("tokens (prompt new / completion)", f"{self.prompt_tokens:,} / {self.completion_tokens:,}"),
             ("failures", ", ".join(f"{k}: {v}" for k, v in sorted(self.failures.items())) or "0"),
         ]
+        if self.store_failures:
+            rows.append(("store write failures (retried)", str(self.store_failures)))
         if self.wall_seconds:  # a summary read back from a store has no wall time
             rows += [("wall time", f"{self.wall_seconds:.1f} s"),
                      ("turns/s, tokens/s", f"{self.turns_per_second:.1f}, {self.tokens_per_second:.0f}")]

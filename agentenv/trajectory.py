@@ -29,10 +29,23 @@ from typing import Any, Literal
 SCHEMA_VERSION = 1
 
 Status = Literal["ok", "failed"]
-#: why an episode failed; "model" causes are the policy's fault, the rest are infrastructure failures
+#: why an episode failed. The model's causes (its answer was unusable: ``policy_error`` from a policy that
+#: raised, ``model_error:KIND`` for a malformed answer) are told apart from the infrastructure's (everything
+#: else: an env, grader, worker or policy server that failed), which are retried and never scored as 0.
 FailureCause = Literal[
-    "env_error", "env_timeout", "policy_error", "policy_timeout", "episode_timeout", "cancelled", "internal"
+    "env_error", "env_timeout", "reset_timeout", "grader_error", "worker_lost", "policy_error", "policy_timeout",
+    "policy_unavailable", "episode_timeout", "cancelled", "internal",
 ]
+
+
+def is_model_cause(cause: str | None) -> bool:
+    """Whether a failure is the model's (its answer), not the infrastructure's."""
+    return cause == "policy_error" or bool(cause and cause.startswith("model_error"))
+
+
+def is_policy_cause(cause: str | None) -> bool:
+    """Whether a failure came from the policy side (so the env that ran the episode is still fit)."""
+    return bool(cause) and (is_model_cause(cause) or cause in ("policy_timeout", "policy_unavailable"))
 EpisodeKind = Literal["init", "branch", "global_refill", "dream", "expert", "mixed_teacher"]
 
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}

@@ -12,6 +12,10 @@ import base64
 import codecs
 import re
 
+from agentenv.messages import cap_text
+
+__all__ = ["cap_text", "clean_text", "decode_bytes", "decode_output", "truncation_marker"]
+
 ANSI_ESCAPE = re.compile(
     r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[PX^_][^\x1b]*\x1b\\|[@-Z\\-_])"
 )
@@ -41,10 +45,3 @@ def decode_output(head_b64: str, tail_b64: str, dropped: int) -> str:
     return decode_bytes(head) + truncation_marker(dropped) + decode_bytes(tail)
 
 
-def cap_text(text: str, max_chars: int) -> str:
-    """Head and tail of a long text for a model's context, with the marker in between."""
-    if len(text) <= max_chars:
-        return text
-    half = max_chars // 2
-    dropped = len(text) - 2 * half
-    return text[:half] + f"\n[... truncated {dropped} characters ...]\n" + text[len(text) - half :]

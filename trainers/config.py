@@ -20,7 +20,8 @@ COMMON = frozenset({
     "concurrency", "max_tokens", "temperature", "window", "lr", "weight_decay", "grad_clip",
     "micro_batch_tokens", "epochs", "dtype", "lora_rank", "lora_alpha", "checkpoint_every", "eval_every",
     "eval_tasks", "seed", "resume", "progress", "policy", "max_staleness",
-    "max_minutes", "amp", "minibatch_rows", "eval_env", "ray", "ray_workers",
+    "max_minutes", "amp", "minibatch_rows", "eval_env", "ray", "ray_workers", "group_policy", "min_usable",
+    "refill_retries",
 })
 
 
@@ -59,6 +60,13 @@ class TrainConfig:
     #: tasks per step; each gets ``group_size`` episodes (the group of GRPO-family advantages)
     tasks_per_step: int = 4
     group_size: int = 4
+    #: what a group does with episodes that failed for infrastructure reasons (:mod:`.group_policy`):
+    #: "mask" leaves them out; "refill" re-runs them on a fresh env (up to refill_retries times) first.
+    #: Either way they never get a reward of 0, and a group with fewer than min_usable usable episodes is
+    #: dropped from the update
+    group_policy: str = "mask"
+    min_usable: int = 1
+    refill_retries: int = 2
     #: episodes run at once by the collector
     concurrency: int = 16
     #: tokens per action, and the sampling temperature (the update re-scores at the same temperature)
@@ -228,6 +236,14 @@ class TrainConfig:
             raise ValueError("ray_workers must be >= 1 and applies with ray=")
         if self.max_staleness < 0:
             raise ValueError(f"max_staleness must be >= 0, got {self.max_staleness}")
+        from .group_policy import GROUP_POLICIES
+
+        if self.group_policy not in GROUP_POLICIES:
+            raise ValueError(f"group_policy must be one of {', '.join(GROUP_POLICIES)}, got {self.group_policy!r}")
+        if not 1 <= self.min_usable <= self.group_size:
+            raise ValueError(f"min_usable must be in [1, group_size={self.group_size}], got {self.min_usable}")
+        if self.refill_retries < 0:
+            raise ValueError(f"refill_retries must be >= 0, got {self.refill_retries}")
         if self.initial_rollouts is not None and not 1 <= self.initial_rollouts <= self.group_size:
             raise ValueError(f"initial_rollouts must be in [1, group_size={self.group_size}], got "
                              f"{self.initial_rollouts}")

@@ -43,6 +43,7 @@ from .algorithm import BranchContext, algorithm
 from .config import TrainConfig
 from .distributed import DistributedContext
 from .evaluation import episode_metrics
+from .group_policy import mask_groups
 from .kl_reward import KLReward
 from .learner import Learner, LearnerConfig
 from .rows import Row
@@ -138,7 +139,8 @@ class Trainer:
             seed=c.seed + (10_000_000 if evaluation else 1000 * step),
             sampling=SamplingParams(max_tokens=c.max_tokens, temperature=0.0 if evaluation else c.temperature,
                                     top_logprobs=0 if evaluation else self.algo.sampling_top_logprobs()),
-            prompt=PromptConfig(window=c.window), progress="off")
+            prompt=PromptConfig(window=c.window), progress="off",
+            env_retries=c.refill_retries if c.group_policy == "refill" and not evaluation else 0)
         where = self.out / ("eval" if evaluation else "rollouts") / f"step-{step:05d}"
         teacher = self.algo.eval_teacher() if evaluation else self.algo.teacher(step)
         branching = None if evaluation else self.algo.branching(step, self.branch_context())
@@ -297,9 +299,13 @@ class Trainer:
         fresh = [t for t in ok if all(self.version - turn.policy_version <= self.config.max_staleness
                                       for turn in t.turns if turn.actor == "student")]
         record["stale_dropped"] = len(ok) - len(fresh)
+        if not self.algo.sft:  # group-relative advantages: failed members masked, too-small groups dropped
+            masked = mask_groups(episodes, fresh, self.config.min_usable)
+            fresh = masked.usable
+            record.update(masked.metrics())
         if not fresh:
-            log.warning("step %d: no episode to train on (%d failed, %d too stale); the update is skipped",
-                        step + 1, len(episodes) - len(ok), len(ok))
+            log.warning("step %d: no episode to train on (%d failed, %d too stale or in too small a group); the "
+                        "update is skipped", step + 1, len(episodes) - len(ok), len(ok))
             return record, [], []
         if self.kl_reward is not None:
             fresh, kl_metrics = self.kl_reward.apply(fresh, self.learner)

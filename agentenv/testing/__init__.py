@@ -242,3 +242,22 @@ class FlakyProxy:
         if self._loop is not None and self._stopped is not None:
             self._loop.call_soon_threadsafe(self._stopped.set)
             self._thread.join(timeout=10)
+
+
+#: the namespace of the test envs below, registered when this module is imported (``resolve_id`` imports it
+#: for such an id, so an env server in another process can serve them)
+TEST_NAMESPACE = "agentenv-testing"
+
+
+def _register_test_envs() -> None:
+    import gymnasium as gym
+
+    from agentenv.testing.env_faults import FaultyEnv
+
+    entries: dict[str, Any] = {"Countdown-v0": CountdownEnv, "AnyReply-v0": AnyReplyEnv, "Faulty-v0": FaultyEnv}
+    for name, entry in entries.items():
+        if f"{TEST_NAMESPACE}/{name}" not in gym.registry:
+            gym.register(f"{TEST_NAMESPACE}/{name}", entry_point=entry, disable_env_checker=True)
+
+
+_register_test_envs()
