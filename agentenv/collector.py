@@ -199,6 +199,8 @@ class Collector:
         #: set while new episodes may start (cleared while the store fails); failed store writes so far
         self._intake = asyncio.Event()
         self.store_failures = 0
+        #: the most finished episodes seen waiting for the store at once (at most ``results_capacity``)
+        self.max_backlog = 0
 
     # ----- ids and seeds -----------------------------------------------------------------------------
     def task_seed(self, task_index: int) -> int:
@@ -486,6 +488,7 @@ class Collector:
         while not finished:
             batch: list[Trajectory] = []
             item = await results.get()
+            self.max_backlog = max(self.max_backlog, results.qsize() + 1)
             while True:
                 if item is None:
                     finished = True

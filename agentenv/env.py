@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 
-from agentenv.messages import Observation, observation
+from agentenv.messages import Observation, cap_text, observation
 from agentenv.parsing import ActionParseError, ParsedAction, ReActParser
 from agentenv.spaces import ChatObservation, TextAction
 
@@ -148,7 +148,7 @@ class Env(gym.Env[Observation, str]):
         self.invalid_actions = 0
         self._done = False
         obs, info = self._reset(options)
-        self._transcript = [_render_obs(obs)]
+        self._transcript = [_render_obs(obs)] if self.render_mode == "ansi" else []
         return obs, info
 
     def step(self, action: str) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
@@ -160,7 +160,8 @@ class Env(gym.Env[Observation, str]):
             result.truncated = True
             result.info["truncated_by"] = "max_turns"
         self._done = result.terminated or result.truncated
-        self._transcript += [f"> {str(action)[:500]}", _render_obs(result.observation)]
+        if self.render_mode == "ansi":  # kept only when asked: a long episode's pages would pile up in memory
+            self._transcript += [f"> {str(action)[:500]}", _render_obs(result.observation)]
         return result.observation, float(result.reward), result.terminated, result.truncated, result.info
 
     def _apply(self, action: Any) -> StepResult:
@@ -222,8 +223,13 @@ class Env(gym.Env[Observation, str]):
         await asyncio.to_thread(self.close)
 
 
+TRANSCRIPT_CHARS = 4000
+
+
 def _render_obs(obs: Observation) -> str:
     # Tolerant of malformed observations: the transcript is for people, and a crash here would hide the
-    # env's real bug from agentenv.checker's observation_format check.
+    # env's real bug from agentenv.checker's observation_format check. Each entry is capped: a transcript
+    # of a long episode of large pages must not hold them all.
     msgs = obs.get("messages", []) if isinstance(obs, dict) else [obs]
-    return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in msgs)
+    text = "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in msgs)
+    return cap_text(text, TRANSCRIPT_CHARS)

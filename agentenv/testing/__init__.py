@@ -156,9 +156,9 @@ class AnyReplyEnv(Env):
 
     family = "test"
 
-    def __init__(self, turns: int = 3, **kwargs: Any):
+    def __init__(self, turns: int = 3, obs_chars: int = 0, **kwargs: Any):
         super().__init__(**kwargs)
-        self.turns = turns
+        self.turns, self.obs_chars = turns, obs_chars
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[Observation, dict[str, Any]]:
         word = ["apple", "river", "stone", "cloud"][int(self.np_random.integers(0, 4))]
@@ -169,7 +169,8 @@ class AnyReplyEnv(Env):
 
     def _step(self, action: ParsedAction) -> StepResult:
         if self.turn < self.turns:
-            return StepResult(observation(f"Noted ({len(action.text)} characters). Again."))
+            padding = "x" * self.obs_chars  # a long page or log (``obs_chars``): long-horizon memory tests
+            return StepResult(observation(f"Noted ({len(action.text)} characters). Again.{padding}"))
         return StepResult(observation("Done."), reward=float(len(action.text) % 2 == 0), terminated=True)
 
 
