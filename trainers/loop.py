@@ -53,6 +53,14 @@ from .trees import check_groups
 
 log = logging.getLogger("agentenv.train")
 
+def within_staleness(episodes: list[Trajectory], version: int, max_staleness: int) -> list[Trajectory]:
+    """The episodes every one of whose policy-sampled turns is at most ``max_staleness`` weight versions
+    behind the learner's ``version`` (each turn records the version that sampled it, so an episode whose
+    weights changed mid-way is judged by its oldest turn)."""
+    return [t for t in episodes if all(version - turn.policy_version <= max_staleness
+                                       for turn in t.turns if turn.actor == "student")]
+
+
 class Trainer:
     def __init__(self, config: TrainConfig):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -296,8 +304,7 @@ class Trainer:
         lags = [self.version - turn.policy_version for t in ok for turn in t.turns if turn.actor == "student"]
         if lags:
             record.update(staleness_max=float(max(lags)), staleness_mean=sum(lags) / len(lags))
-        fresh = [t for t in ok if all(self.version - turn.policy_version <= self.config.max_staleness
-                                      for turn in t.turns if turn.actor == "student")]
+        fresh = within_staleness(ok, self.version, self.config.max_staleness)
         record["stale_dropped"] = len(ok) - len(fresh)
         if not self.algo.sft:  # group-relative advantages: failed members masked, too-small groups dropped
             masked = mask_groups(episodes, fresh, self.config.min_usable)

@@ -131,6 +131,52 @@ def test_f10_a_disk_that_never_recovers_stops_the_run_typed_and_resume_finishes_
     reliability.measure(stopped_after_s=round(stopped_after, 2), stall_timeout_s=0.8)
 
 
+# ----- F07 ---------------------------------------------------------------------------------------------------
+class VersionBumpingPolicy(ScriptedPolicy):
+    """A policy whose weights change every ``every`` answers (a trainer pushing mid-episode); each answer
+    carries the version that produced it, as a server's ``weight_version`` does."""
+
+    def __init__(self, every: int):
+        super().__init__(expert_text)
+        self.every = every
+
+    async def act(self, requests):
+        outs = await super().act(requests)
+        for out in outs:
+            out.policy_version = self.version
+        if self.calls // self.every > self.version:
+            self.version = self.calls // self.every
+        return outs
+
+
+def test_f07_weights_changing_mid_episode_are_recorded_per_turn_and_the_staleness_cap_holds(tmp_path, reliability):
+    from agentenv.trainers.loop import within_staleness
+
+    policy = VersionBumpingPolicy(every=5)
+    config = CollectConfig(env_id="agentenv-testing/Countdown-v0", n_tasks=8, group_size=2, concurrency=4,
+                           progress="off")
+    Collector(config, policy, TrajectoryStore(tmp_path / "store"),
+              env_factory=lambda: CountdownEnv(start=4, step_seconds=0.002)).run()
+    episodes = list(TrajectoryStore(tmp_path / "store").episodes())
+    changed = 0
+    for t in episodes:
+        versions = [turn.policy_version for turn in t.turns]
+        assert versions == sorted(versions), (t.trajectory_id, versions)  # monotone within an episode
+        assert t.policy_version <= versions[0]  # the version at the start, then each turn's own
+        changed += versions[0] != versions[-1]
+    assert changed > 0, "no episode saw its weights change: the test measures nothing"
+    learner = policy.version
+    for cap in (0, 1, 2):
+        fresh = within_staleness(episodes, learner, cap)
+        lags = [learner - turn.policy_version for t in fresh for turn in t.turns]
+        assert max(lags, default=0) <= cap
+        left_out = [t for t in episodes if t not in fresh]
+        assert all(any(learner - turn.policy_version > cap for turn in t.turns) for t in left_out)
+    assert check_ledger(tmp_path / "store", expected_slots=slots(8, 2)).ok
+    reliability.measure(episodes_with_a_version_change=changed, final_version=learner,
+                        fresh_at_cap_1=len(within_staleness(episodes, learner, 1)))
+
+
 # ----- F13 ---------------------------------------------------------------------------------------------------
 def test_f13_a_reset_that_never_completes_is_a_reset_timeout_and_frees_its_slot(tmp_path, reliability):
     probe = collector(tmp_path, lambda: CountdownEnv())
