@@ -34,6 +34,8 @@ What is compared, and why so:
   pair) is still counted. Pipes, sockets, files and devices always count.
 * **Mounts**: the lines of ``/proc/self/mountinfo`` (mount id and mount point), so a bind or tmpfs left in
   this mount namespace is found. Sandboxes mount inside namespaces of their own, so none should appear.
+* **System paths**: named network namespaces, cgroup directories named for agentenv and X display
+  sockets (`system_paths`): what a sandbox or a virtual display leaves outside any process tree.
 * **Temp paths**: entries of `tempfile.gettempdir` whose names start with the prefixes agentenv's
   components use (`DEFAULT_TEMP_PREFIXES`), keyed by name and inode.
 * **Containers**: when a Docker-compatible engine is configured (``$AGENTENV_DOCKER_HOST``,
@@ -128,6 +130,9 @@ class CensusOptions:
     run_id: str | None = None
     docker_url: str | None = None
     pid: int | None = None
+    netns_dir: str = "/run/netns"
+    cgroup_root: str = "/sys/fs/cgroup"
+    x11_dir: str = "/tmp/.X11-unix"
 
 
 @dataclass
@@ -140,6 +145,7 @@ class Census:
     mounts: frozenset[str]
     temp_paths: frozenset[str]
     containers: frozenset[str] | None  # None: not looked at (see `skipped`)
+    system_paths: frozenset[str]
     rss_bytes: int
     fd_count: int
     disk_free_bytes: int
@@ -197,6 +203,7 @@ class Census:
             mounts=mount_entries(pid),
             temp_paths=temp_paths(temp_dir, options.temp_prefixes),
             containers=found_containers,
+            system_paths=system_paths(options.netns_dir, options.cgroup_root, options.x11_dir),
             rss_bytes=rss_bytes(pid),
             fd_count=len(fds),
             disk_free_bytes=disk_free(temp_dir),
@@ -217,6 +224,7 @@ class Census:
             mounts=sorted(after.mounts - before.mounts),
             temp_paths=sorted(after.temp_paths - before.temp_paths),
             containers=containers,
+            system_paths=sorted(after.system_paths - before.system_paths),
             rss_delta_bytes=after.rss_bytes - before.rss_bytes,
             fd_count_delta=after.fd_count - before.fd_count,
             disk_free_delta_bytes=after.disk_free_bytes - before.disk_free_bytes,
@@ -234,6 +242,7 @@ class CensusDiff:
     mounts: list[str]
     temp_paths: list[str]
     containers: list[str]
+    system_paths: list[str]
     rss_delta_bytes: int
     fd_count_delta: int
     disk_free_delta_bytes: int
@@ -242,7 +251,7 @@ class CensusDiff:
     @property
     def clean(self) -> bool:
         return not (self.processes or self.orphans or self.fds or self.mounts or self.temp_paths
-                    or self.containers)
+                    or self.containers or self.system_paths)
 
     def __str__(self) -> str:
         lines = ["census clean" if self.clean else "census: resources outlived their owner"]
@@ -250,6 +259,7 @@ class CensusDiff:
             ("new processes", self.processes), ("escaped processes (orphaned sandbox uid or marked)", self.orphans),
             ("new file descriptors", self.fds), ("new mounts", self.mounts),
             ("new temp paths", self.temp_paths), ("new containers", self.containers),
+            ("new named network namespaces, agentenv cgroups or X displays", self.system_paths),
         ]
         for title, items in sections:
             if items:
@@ -411,6 +421,28 @@ def temp_paths(directory: str, prefixes: Sequence[str]) -> frozenset[str]:
             if entry.name.startswith(tuple(prefixes)):
                 with contextlib.suppress(OSError):
                     found.add(f"{entry.path} (inode {entry.inode()})")
+    return frozenset(found)
+
+
+def system_paths(netns_dir: str = "/run/netns", cgroup_root: str = "/sys/fs/cgroup",
+                 x11_dir: str = "/tmp/.X11-unix") -> frozenset[str]:
+    """Machine-wide things a component can leave behind outside its process tree: named network namespaces
+    (``ip netns``), cgroup directories named for agentenv (a sandbox's leaf, two levels deep at most) and X
+    displays (an Xvfb's socket, which outlives an Xvfb that was killed). Compared by name."""
+    found: set[str] = set()
+    with contextlib.suppress(OSError):
+        found.update(f"netns {name}" for name in os.listdir(netns_dir))
+    with contextlib.suppress(OSError), os.scandir(cgroup_root) as top:
+        for entry in top:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if "agentenv" in entry.name:
+                found.add(f"cgroup {entry.path}")
+            with contextlib.suppress(OSError), os.scandir(entry.path) as inner:
+                found.update(f"cgroup {e.path}" for e in inner
+                             if "agentenv" in e.name and e.is_dir(follow_symlinks=False))
+    with contextlib.suppress(OSError):
+        found.update(f"X display {name}" for name in os.listdir(x11_dir))
     return frozenset(found)
 
 

@@ -18,6 +18,7 @@ import pytest
 from agentenv.census import (
     CONTAINER_LABEL,
     Census,
+    CensusOptions,
     ProcessInfo,
     assert_no_leaks,
     census_guard,
@@ -318,3 +319,25 @@ def test_the_census_constants_match_the_sandbox_backends():
     from agentenv.sandboxes import bwrap, docker_engine
 
     assert SANDBOX_UIDS == bwrap.UID_RANGE and CONTAINER_LABEL == docker_engine.LABEL
+
+
+def test_named_netns_agentenv_cgroups_and_x_displays_left_behind_are_leaks(tmp_path):
+    """What lives outside any process tree: a named network namespace, a sandbox's cgroup directory or a
+    killed Xvfb's socket outlives its owner, and the census names it."""
+    netns, cgroups, x11 = tmp_path / "netns", tmp_path / "cgroup", tmp_path / "x11"
+    for d in (netns, cgroups / "system.slice", x11):
+        d.mkdir(parents=True)
+    options = CensusOptions(containers=False, netns_dir=str(netns), cgroup_root=str(cgroups), x11_dir=str(x11))
+    before = Census.take_with(options)
+    (netns / "agentenv-ns1").touch()
+    (cgroups / "system.slice" / "agentenv-sandbox-7").mkdir()
+    (cgroups / "other-service").mkdir()  # not ours: not counted
+    (x11 / "X99").touch()
+    diff = before.diff(Census.take_with(options))
+    assert diff.system_paths == sorted(["netns agentenv-ns1", f"cgroup {cgroups}/system.slice/agentenv-sandbox-7",
+                                        "X display X99"])
+    assert not diff.clean and "X display X99" in str(diff)
+    for leftover in (netns / "agentenv-ns1", x11 / "X99"):
+        leftover.unlink()
+    (cgroups / "system.slice" / "agentenv-sandbox-7").rmdir()
+    assert before.diff(Census.take_with(options)).clean

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import agentenv
+from agentenv.census import Census, assert_no_leaks
 from agentenv.envs.gui import desktop_apps
 from agentenv.envs.gui.actions import GuiAction
 from agentenv.envs.gui.desktop import TASKS, DesktopEnv, env_id, register_desktop
@@ -210,6 +211,8 @@ def test_xdotool_commands_for_each_action():
 
 
 def test_close_leaves_no_process_behind():
+    """Nor an fd, nor the display's X socket (the census's system paths)."""
+    census = Census.take(containers=False)
     before = gui_processes()
     env = DesktopEnv("calculator")
     env.reset(seed=0)
@@ -222,6 +225,7 @@ def test_close_leaves_no_process_behind():
     env.close()
     assert gui_processes() <= before
     assert not Path(f"/proc/{app_pid}").exists() and not Path(f"/proc/{group}").exists()
+    assert_no_leaks(census)
 
 
 def test_the_display_listens_on_its_unix_socket_only():
