@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentenv.env import Env, StepResult
+from agentenv.hooks import BranchRequest, TreeStrategy
 from agentenv.messages import Observation, observation
 from agentenv.parsing import ParsedAction
 from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest
 from agentenv.rendering import ChatRenderer, ChatTokenizer
+from agentenv.trajectory import Trajectory
 
 
 class ScriptedPolicy:
@@ -172,6 +174,28 @@ class AnyReplyEnv(Env):
             padding = "x" * self.obs_chars  # a long page or log (``obs_chars``): long-horizon memory tests
             return StepResult(observation(f"Noted ({len(action.text)} characters). Again.{padding}"))
         return StepResult(observation("Done."), reward=float(len(action.text) % 2 == 0), terminated=True)
+
+
+class ForkAt(TreeStrategy):
+    """A tree rollout for tests: ``roots`` episodes per task, each root that gets past ``turn`` forking
+    ``count`` children there (``token_offset`` tokens into the turn), within a budget of ``budget``."""
+
+    def __init__(self, budget: int, roots: int = 1, turn: int = 1, count: int = 2, token_offset: int = 0):
+        self.total, self.roots, self.turn, self.count, self.token_offset = budget, roots, turn, count, token_offset
+
+    def budget(self, task_index: int) -> int:
+        return self.total
+
+    def initial(self, task_index: int) -> int:
+        return self.roots
+
+    def request(self) -> BranchRequest:
+        return BranchRequest(self.turn, self.count, token_offset=self.token_offset)
+
+    def branches(self, trajectory: Trajectory) -> Sequence[BranchRequest]:
+        if trajectory.parent_trajectory_id is not None or len(trajectory.turns) <= self.turn:
+            return []
+        return [self.request()]
 
 
 def expert_text(request: PolicyRequest) -> str:

@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from agentenv.collector import CollectConfig, Collector, EnvCreationError
-from agentenv.hooks import BranchRequest, TreeStrategy
 from agentenv.ledger import check_ledger
 from agentenv.ray_collect import RayEpisodes, RayOptions
 from agentenv.ray_local import LocalRayCluster, in_private_network
 from agentenv.store import TrajectoryStore
-from agentenv.testing import CountdownEnv, ScriptedPolicy, expert_text
-from agentenv.trajectory import Trajectory
+from agentenv.testing import CountdownEnv, ForkAt, ScriptedPolicy, expert_text
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -196,21 +194,6 @@ def training(work: Path, address: str) -> dict[str, Any]:
             "episodes": len(episodes), "failed": sum(t.status != "ok" for t in episodes), "started": started}
 
 
-class ForkAtTurnOne(TreeStrategy):
-    """Three episodes per task: a root, and two forks of it at turn 1 (when it got that far)."""
-
-    def budget(self, task_index: int) -> int:
-        return 3
-
-    def initial(self, task_index: int) -> int:
-        return 1
-
-    def branches(self, trajectory: Trajectory) -> list[BranchRequest]:
-        if trajectory.parent_trajectory_id is None and len(trajectory.turns) > 1:
-            return [BranchRequest(1, 2)]
-        return []
-
-
 def tree(work: Path, address: str) -> dict[str, Any]:
     """A tree rollout on a snapshot env: forks restore their parent's state on whichever worker plays them."""
     from agentenv.policies import make_policy
@@ -219,7 +202,7 @@ def tree(work: Path, address: str) -> dict[str, Any]:
     cfg = CollectConfig(env_id="agentenv/GuessNumber-v0", env_kwargs={"max_turns": 4}, n_tasks=4, group_size=3,
                         concurrency=4, progress="off")
     store = work / "tree"
-    Collector(cfg, make_policy("random"), TrajectoryStore(store), branching=ForkAtTurnOne(), remote=runner).run()
+    Collector(cfg, make_policy("random"), TrajectoryStore(store), branching=ForkAt(budget=3), remote=runner).run()
     episodes = list(TrajectoryStore(store).episodes())
     by_id = {t.trajectory_id: t for t in episodes}
     forks = [t for t in episodes if t.parent_trajectory_id is not None]

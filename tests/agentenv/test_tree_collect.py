@@ -15,10 +15,10 @@ import agentenv
 from agentenv.budget import child_id
 from agentenv.collector import BranchingError, CollectConfig, Collector
 from agentenv.envs.puzzles.guess_number import GuessNumberEnv
-from agentenv.hooks import BranchRequest, TreeStrategy
+from agentenv.hooks import BranchRequest
 from agentenv.policy import SamplingParams
 from agentenv.store import TrajectoryStore
-from agentenv.testing import AnyReplyEnv
+from agentenv.testing import AnyReplyEnv, ForkAt
 from agentenv.trainers.trees import TreeInvariantError, check_groups
 from agentenv.trajectory import Trajectory
 
@@ -52,28 +52,21 @@ def policy(tiny_model_dir: Path):
     asyncio.run(p.aclose())
 
 
-class AtTurn(TreeStrategy):
-    """Branch every root at ``turn`` (``count`` children, ``offset`` tokens into the turn); budget ``total``."""
+class AtTurn(ForkAt):
+    """Branch every root at ``turn`` (``count`` children, ``offset`` tokens into the turn); budget ``total``;
+    with ``post_hoc`` the forks are asked for after each round instead."""
 
     def __init__(self, total: int, roots: int, turn: int = 1, count: int = 2, offset: int = 0,
                  post_hoc: bool = False):
-        self.total, self.roots, self.turn, self.count, self.offset = total, roots, turn, count, offset
+        super().__init__(total, roots, turn, count, offset)
         self.post_hoc = post_hoc  # type: ignore[misc]
         self.done: set[str] = set()
 
-    def budget(self, task_index: int) -> int:
-        return self.total
-
-    def initial(self, task_index: int) -> int:
-        return self.roots
-
     def request(self) -> BranchRequest:
-        return BranchRequest(self.turn, self.count, token_offset=self.offset, note={"why": "test"})
+        return BranchRequest(self.turn, self.count, token_offset=self.token_offset, note={"why": "test"})
 
     def branches(self, trajectory: Trajectory) -> Sequence[BranchRequest]:
-        if self.post_hoc or trajectory.parent_trajectory_id is not None or len(trajectory.turns) <= self.turn:
-            return []
-        return [self.request()]
+        return [] if self.post_hoc else super().branches(trajectory)
 
     def after_round(self, finished):
         fresh = [t for t in finished if t.parent_trajectory_id is None and t.trajectory_id not in self.done]

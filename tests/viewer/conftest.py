@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,9 +17,10 @@ import pytest
 
 import agentenv
 from agentenv.collector import CollectConfig, Collector
-from agentenv.hooks import BranchRequest, TreeStrategy
+from agentenv.hooks import TreeStrategy
 from agentenv.policy import SamplingParams
 from agentenv.store import TrajectoryStore
+from agentenv.testing import ForkAt
 from agentenv.trajectory import Trajectory
 
 agentenv.register("agentenv/ViewerAnyReply-v0", "agentenv.testing:AnyReplyEnv", family="test")
@@ -31,21 +31,6 @@ PIXEL = "data:image/png;base64," + base64.b64encode(bytes.fromhex(
     "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2216bc80000000049454e44ae426082")).decode()
 
 METRIC_KEYS = ("success_rate", "reward_mean", "loss", "kl", "entropy", "update_tokens_per_s", "policy_version")
-
-
-class _BranchAtTurnOne(TreeStrategy):
-    """Two roots per group, each forking two children at turn 1, in a budget of 6."""
-
-    def budget(self, task_index: int) -> int:
-        return 6
-
-    def initial(self, task_index: int) -> int:
-        return 2
-
-    def branches(self, trajectory: Trajectory) -> Sequence[BranchRequest]:
-        if trajectory.parent_trajectory_id is not None or len(trajectory.turns) <= 1:
-            return []
-        return [BranchRequest(1, 2)]
 
 
 def _collect(policy: object, n_tasks: int, group_size: int, seed: int, branching: TreeStrategy | None = None
@@ -84,7 +69,7 @@ def viewer_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     policy = TransformersPolicy(str(tiny_model_dir), name="tiny")
     try:
         flat = _collect(policy, n_tasks=4, group_size=4, seed=3)
-        tree = _collect(policy, n_tasks=1, group_size=2, seed=11, branching=_BranchAtTurnOne())
+        tree = _collect(policy, n_tasks=1, group_size=2, seed=11, branching=ForkAt(budget=6, roots=2))
         evaluation = _collect(policy, n_tasks=2, group_size=2, seed=99)
     finally:
         asyncio.run(policy.aclose())

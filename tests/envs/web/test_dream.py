@@ -13,9 +13,9 @@ from agentenv.collector import CollectConfig, Collector, collect
 from agentenv.envs.web.delta import format_delta
 from agentenv.envs.web.dream import WorldModelEnv, dream_id, real_id
 from agentenv.envs.web.transitions import transitions
-from agentenv.hooks import BranchRequest, TreeStrategy
 from agentenv.policies import ExpertPolicy, RandomPolicy, ReplayPolicy, build_tiny_model
 from agentenv.policy import PolicyOutput
+from agentenv.testing import ForkAt
 
 REAL = "agentenv/MiniWoB-ClickCheckboxes-v0"
 
@@ -197,23 +197,12 @@ def test_a_real_model_dreams_through_the_shared_runtime(real_episodes, tmp_path)
     assert format_delta  # the Δ text format the world model is trained on
 
 
-class BranchAtTurnOne(TreeStrategy):
-    def budget(self, task_index: int) -> int:
-        return 3
-
-    def initial(self, task_index: int) -> int:
-        return 1
-
-    def branches(self, trajectory):
-        return [BranchRequest(1, 2)] if trajectory.parent_trajectory_id is None and len(trajectory.turns) > 1 else []
-
-
 def test_tree_rollouts_fork_dreams_from_snapshots_without_asking_the_world_model_again(real_episodes):
     starts, _ = real_episodes
     model = FakeWorldModel()  # no change: every dream runs to the horizon
     env_kwargs = {"real_env": REAL, "world_model": model, "starts": str(starts), "max_turns": 3}
     config = CollectConfig(env_id=dream_id(REAL), n_tasks=2, concurrency=2, progress="off", env_kwargs=env_kwargs)
-    collector = Collector(config, RandomPolicy(seed=3), branching=BranchAtTurnOne())
+    collector = Collector(config, RandomPolicy(seed=3), branching=ForkAt(budget=3))
     collector.run()
     episodes = collector.trajectories
     children = [t for t in episodes if t.parent_trajectory_id is not None]
