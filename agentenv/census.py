@@ -273,17 +273,24 @@ class CensusDiff:
         return "\n".join(lines)
 
 
-def assert_no_leaks(before: Census, settle_s: float = 5.0, interval_s: float = 0.05) -> CensusDiff:
-    """Re-take the census (with `before`'s options) until nothing is new or `settle_s` has passed, then
-    raise `AssertionError` with the diff. Returns the clean diff, for its measures."""
+def settled_diff(before: Census, settle_s: float = 5.0, interval_s: float = 0.05) -> CensusDiff:
+    """Re-take the census (with `before`'s options) until nothing is new or `settle_s` has passed; the
+    last diff (clean, or what is still there)."""
     deadline = time.monotonic() + settle_s
     while True:
         diff = before.diff(Census.take_with(before.options))
-        if diff.clean:
+        if diff.clean or time.monotonic() >= deadline:
             return diff
-        if time.monotonic() >= deadline:
-            raise AssertionError(str(diff))
         time.sleep(interval_s)
+
+
+def assert_no_leaks(before: Census, settle_s: float = 5.0, interval_s: float = 0.05) -> CensusDiff:
+    """`settled_diff`, raising `AssertionError` with the diff unless it is clean. Returns the clean diff,
+    for its measures."""
+    diff = settled_diff(before, settle_s, interval_s)
+    if not diff.clean:
+        raise AssertionError(str(diff))
+    return diff
 
 
 @contextlib.contextmanager

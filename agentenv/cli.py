@@ -124,6 +124,8 @@ def collect(
                                                          "machine) or the head's HOST:PORT")] = None,
     ray_workers: Annotated[int | None, typer.Option(help="with --ray: env workers (default: as many as the "
                                                          "cluster places); -k is split between them")] = None,
+    census: Annotated[bool, typer.Option("--census", help="check that the run leaves no process, fd, mount, "
+                                                          "temp dir or container behind")] = False,
 ) -> None:
     """Collect N tasks x G samples with K concurrent episodes into a resumable trajectory store."""
     from agentenv.collector import CollectConfig, Collector
@@ -135,7 +137,7 @@ def collect(
         env_id=env_id, n_tasks=n, group_size=g, concurrency=k, seed=seed, env_kwargs=parse_kv(env_arg),
         sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature, top_logprobs=top_logprobs),
         prompt=PromptConfig(window=window), env_timeout=env_timeout, policy_timeout=policy_timeout,
-        episode_timeout=episode_timeout, env_retries=env_retries, progress=progress,
+        episode_timeout=episode_timeout, env_retries=env_retries, progress=progress, census=census,
     )
     server = policy.startswith(("http://", "https://"))
     if (tokenizer or api_key) and not server:

@@ -89,6 +89,10 @@ class CollectConfig:
     #: each observation message's text is cut to this many characters (head and tail kept, the cut marked)
     #: before the policy or the store sees it, so a huge page or log bounds the prompt, the row and memory
     max_observation_chars: int | None = 100_000
+    #: take the resource census (:mod:`agentenv.census`) before and after the run: whatever the run started
+    #: or opened and did not release (processes, fds, mounts, temp dirs, containers) is logged and reported
+    #: in the summary (``census``)
+    census: bool = False
     progress: str = "auto"
 
     def __post_init__(self) -> None:
@@ -215,7 +219,20 @@ class Collector:
 
     # ----- the run -----------------------------------------------------------------------------------
     def run(self) -> CollectSummary:
-        return asyncio.run(self.arun())
+        before = None
+        if self.config.census:
+            from agentenv.census import Census
+
+            before = Census.take()
+        summary = asyncio.run(self.arun())
+        if before is not None:  # after the event loop closed: what the run's loop held is released by now
+            from agentenv.census import settled_diff
+
+            diff = settled_diff(before, settle_s=10)
+            summary.census = str(diff)
+            if not diff.clean:
+                log.warning("the run left resources behind:\n%s", diff)
+        return summary
 
     async def arun(self) -> CollectSummary:
         cfg = self.config

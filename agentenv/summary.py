@@ -26,6 +26,8 @@ class CollectSummary:
     wall_seconds: float = 0.0
     #: store writes that failed and were retried (a full disk, EIO): intake paused meanwhile
     store_failures: int = 0
+    #: the resource census's verdict when the run took one (``CollectConfig.census``)
+    census: str = ""
     #: per task type (when the env reports one in its reset info): [episodes, successes]
     by_task_type: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
@@ -81,6 +83,8 @@ class CollectSummary:
         ]
         if self.store_failures:
             rows.append(("store write failures (retried)", str(self.store_failures)))
+        if self.census:
+            rows.append(("resource census", self.census.splitlines()[0]))
         if self.wall_seconds:  # a summary read back from a store has no wall time
             rows += [("wall time", f"{self.wall_seconds:.1f} s"),
                      ("turns/s, tokens/s", f"{self.turns_per_second:.1f}, {self.tokens_per_second:.0f}")]

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -322,9 +323,29 @@ def test_f19_a_trainer_killed_mid_run_recovers_its_version_and_staleness(tiny_mo
                         staleness_max=max(r.get("staleness_max", 0) for r in trained.values()))
 
 
-def test_census_is_clean_after_the_collector_rows(tmp_path):
-    """The collector itself holds nothing after a run with faults: no fd, thread pool or temp file."""
-    census = Census.take()
-    collector(tmp_path, lambda: FaultyEnv(CountdownEnv(), faults=[EnvFault("step", "raise", turn=1,
-                                                                            probability=0.5)])).run()
-    assert_no_leaks(census)
+class LeakyEnv(CountdownEnv):
+    """Starts a helper process at reset and forgets it (the bug the run's census exists to catch)."""
+
+    children: ClassVar[list[subprocess.Popen]] = []
+
+    def _reset(self, options):
+        LeakyEnv.children.append(subprocess.Popen(["sleep", "60"]))
+        return super()._reset(options)
+
+
+def test_a_run_with_census_reports_clean_after_faults_and_names_a_leak(tmp_path, caplog):
+    """``CollectConfig(census=True)``: the run checks itself. Envs that raised were closed, nothing is left
+    after the faults above; an env that leaks a process is named in the summary and the log."""
+    faulty = collector(tmp_path, lambda: FaultyEnv(CountdownEnv(), faults=[EnvFault("step", "raise", turn=1,
+                                                                                     probability=0.5)]), census=True)
+    summary = faulty.run()
+    assert summary.failures["env_error"] > 0 and summary.census.startswith("census clean"), summary.census
+    leaky = collector(tmp_path / "leaky", lambda: LeakyEnv(), n_tasks=2, census=True)
+    try:
+        summary = leaky.run()
+    finally:
+        for child in LeakyEnv.children:
+            child.kill()
+            child.wait()
+    assert "resources outlived their owner" in summary.census and "sleep 60" in summary.census
+    assert "the run left resources behind" in caplog.text
