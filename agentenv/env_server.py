@@ -1,7 +1,8 @@
 """Any registered env served over HTTP (FastAPI), one session per episode.
 
     POST   /sessions             {"seed"?, "options"?} -> new env, reset: {"session_id", "observation", "info"}
-    POST   /sessions/{id}/step   {"action": str}       -> {"observation", "reward", "terminated", "truncated", "info"}
+    POST   /sessions/{id}/step   {"action": str, "seq"?: int}
+                                 -> {"observation", "reward", "terminated", "truncated", "info", "seq"?}
     POST   /sessions/{id}/expert                       -> {"action": str | null} (the env's expert, for DAgger)
     DELETE /sessions/{id}                              -> close it
     WS     /sessions/ws                                -> the same over one WebSocket (below)
@@ -11,14 +12,16 @@ The WebSocket transport (``/sessions/ws``) carries one session at a time per con
 messages answered in order, one reply per message::
 
     {"op": "reset", "seed"?: int, "options"?: dict} -> {"session_id", "observation", "info", "instance_id"}
-    {"op": "step", "action": str}                   -> {"observation", "reward", "terminated", "truncated", "info",
-                                                        "instance_id"}
+    {"op": "step", "action": str, "seq"?: int}      -> {"observation", "reward", "terminated", "truncated", "info",
+                                                        "instance_id", "seq"?}
     {"op": "expert"}                                -> {"action": str | null, "instance_id"}
     {"op": "close"}                                 -> {"closed": bool, "session_id", "instance_id"}
     any error                                       -> {"error", "type", "status", "instance_id"}
 
 ``status`` is the HTTP status the same error gets over HTTP (422 bad message, 409 step before reset or
-after the episode ended, 410 expired, 429 at the cap, 502 env error). An error never closes the
+after the episode ended or a stale step key, 410 expired, 429 at the cap, 502 env error). Any message may
+carry an ``"id"`` (an integer or a short string), echoed in its reply (errors too), so a client can drop a
+reply that answers an older request instead of taking it for the current one's. An error never closes the
 connection: the client may send the next message. A ``reset`` on a connection that holds a session closes
 that session first. It uses the same sessions as HTTP (the cap counts both, idle expiry applies to both),
 and it is faster (no per-request HTTP parsing or routing) and frees resources sooner: **a connection that
@@ -42,10 +45,19 @@ Why it is built this way:
   ``DELETE`` or, at the latest, when the session has been idle for ``idle_timeout_s``: a background task
   closes it, and its id then answers 410 "expired". HTTP gives no reliable signal of a vanished client
   between requests, so idle expiry is the guarantee; DELETE is the fast path.
-* **No tracebacks over the wire.** Bad requests get 4xx with a message (FastAPI's 422 for schema errors);
+* **No tracebacks over the wire.** Bad requests get 4xx with a typed JSON body (``{"error", "type"}``, also
+  for unknown paths and methods; FastAPI's 422 for schema errors);
   an env that raises gets 502 ``{"error", "type": "env_error", "exception"}`` and its session is closed
   (its state is unknown); anything else unexpected gets a JSON 500 without a traceback. The server logs
   the traceback.
+* **A step is applied once per key.** A step may carry ``seq``, its 1-based index in the session (an
+  idempotency key). The session remembers the last applied key and its answer: the same key again gets
+  that answer without stepping the env (and, while that step is still running, waits for it); an older key
+  is a 409 ``stale_step``, one that skips ahead a 409 ``step_out_of_order``. So a client whose answer was
+  lost (a connection reset, a timeout while the env was stepping) may send the step again on a new
+  connection and cannot apply it twice (reliability F09). ``/info`` counts the env steps applied and the
+  answers replayed. Over a WebSocket the session dies with its connection, so there is no new connection to
+  retry on; the key still makes a repeated message harmless there.
 * **Restarts are detectable.** ``instance_id`` (random per process) is in every response's
   ``x-agentenv-instance`` header and in the bodies, so a client can tell "my session expired" from "the
   server restarted and every session is gone".
@@ -73,6 +85,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentenv.env import Env, ResetNeeded
 from agentenv.registry import env_info, make, resolve_id
@@ -99,6 +112,9 @@ class ResetRequest(BaseModel):
 class StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: str = Field(description="the policy's raw text; the env parses it")
+    seq: int | None = Field(default=None, ge=1, lt=2**63, strict=True,
+                            description="the step's 1-based index in the session, an idempotency key: a repeat gets "
+                                        "the remembered answer without stepping again")
 
 
 class ResetResponse(BaseModel):
@@ -115,6 +131,7 @@ class StepResponse(BaseModel):
     truncated: bool
     info: dict[str, Any]
     instance_id: str
+    seq: int | None = None
 
 
 class ExpertResponse(BaseModel):
@@ -148,6 +165,8 @@ class InfoResponse(BaseModel):
     sessions_open: int
     max_sessions: int
     idle_timeout_s: float
+    steps_applied: int
+    steps_replayed: int
     instance_id: str
 
 
@@ -220,6 +239,12 @@ class _Session:
     env: Env
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     last_used: float = dataclasses.field(default_factory=time.monotonic)
+    #: steps applied so far (the key of the last one), and its answer, replayed to a repeat of that key
+    applied_seq: int = 0
+    last_reply: dict[str, Any] | None = None
+    #: the step running now and its key (a repeat of that key waits for it)
+    pending: asyncio.Future[dict[str, Any]] | None = None
+    pending_seq: int | None = None
 
 
 class _Failure(Exception):
@@ -253,6 +278,8 @@ class _Sessions:
         self.gone: OrderedDict[str, str] = OrderedDict()
         self.reserved = 0  # sessions being created: they count toward the cap
         self.closing: set[asyncio.Task[None]] = set()
+        self.steps_applied = 0  # env steps run
+        self.steps_replayed = 0  # repeated step keys answered from memory
 
     def get(self, session_id: str) -> _Session:
         session = self.open.get(session_id)
@@ -351,6 +378,13 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
         return _JSON({"error": f"bad request: {text}", "type": "bad_request", "detail": problems,
                       "instance_id": instance_id}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # unknown paths (404) and methods (405) too: every error body is typed, never {"detail": ...} alone
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, kind, f"{request.method} {request.url.path}: {exc.detail}"[:500],
+                      instance_id, dict(exc.headers or {}))
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -365,7 +399,8 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
         return _JSON({"env_id": env_id, "family": family, "env_kwargs": public_kwargs,
                       "observation_space": spaces[0], "action_space": spaces[1],
                       "sessions_open": len(sessions.open), "max_sessions": max_sessions,
-                      "idle_timeout_s": idle_timeout_s, "instance_id": instance_id})
+                      "idle_timeout_s": idle_timeout_s, "steps_applied": sessions.steps_applied,
+                      "steps_replayed": sessions.steps_replayed, "instance_id": instance_id})
 
     async def open_session(seed: int | None, options: dict[str, Any] | None) -> tuple[_Session, Any, Any]:
         """A new session, reset with ``seed``/``options`` (both transports use this)."""
@@ -401,10 +436,7 @@ def create_env_app(env_id: str, env_kwargs: dict[str, Any] | None = None, max_se
     @app.post("/sessions/{session_id}/step", response_model=StepResponse, responses=errors)
     async def step(session_id: str, body: StepRequest) -> Response:
         session = sessions.get(session_id)
-        result = await _locked(session, sessions, "step", lambda: _step(session.env, body.action))
-        obs, reward, terminated, truncated, step_info = result
-        return _JSON({"observation": obs, "reward": float(reward), "terminated": bool(terminated),
-                      "truncated": bool(truncated), "info": step_info, "instance_id": instance_id})
+        return _JSON(await _apply_step(session, sessions, body.action, body.seq, instance_id))
 
     @app.post("/sessions/{session_id}/expert", response_model=ExpertResponse, responses=errors)
     async def expert(session_id: str) -> Response:
@@ -447,6 +479,59 @@ async def _locked(session: _Session, sessions: _Sessions, what: str, call: Calla
     return result
 
 
+async def _apply_step(session: _Session, sessions: _Sessions, action: str, seq: int | None,
+                      instance_id: str) -> dict[str, Any]:
+    """Step ``session`` with ``action``, at most once per key ``seq`` (see the module docstring); the answer."""
+    if seq is not None:
+        if seq == session.applied_seq and session.last_reply is not None:
+            sessions.steps_replayed += 1
+            return session.last_reply
+        if seq == session.pending_seq and session.pending is not None:  # the same step, still running
+            sessions.steps_replayed += 1
+            return await asyncio.shield(session.pending)
+        expected = session.applied_seq + 1
+        if seq < expected:
+            raise _Failure(409, "stale_step", f"step key {seq} is stale: session {session.id} has applied "
+                           f"{session.applied_seq} steps and remembers the answer of the last one only")
+        if seq > expected and not session.lock.locked():
+            raise _Failure(409, "step_out_of_order", f"step key {seq} skips ahead: session {session.id} has applied "
+                           f"{session.applied_seq} steps, so the next key is {expected}")
+    if session.lock.locked():  # checked here too, so that a refused call does not replace the running one's future
+        raise _Failure(409, "session_busy", f"session {session.id} is already running a call; "
+                       "send one request at a time per session")
+    pending: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    pending.add_done_callback(_retrieved)
+    session.pending, session.pending_seq = pending, seq
+
+    async def call() -> Any:
+        sessions.steps_applied += 1
+        return await _step(session.env, action)
+
+    try:
+        obs, reward, terminated, truncated, info = await _locked(session, sessions, "step", call)
+        reply: dict[str, Any] = {"observation": obs, "reward": float(reward), "terminated": bool(terminated),
+                                 "truncated": bool(truncated), "info": info, "instance_id": instance_id}
+        if seq is not None:
+            reply["seq"] = seq
+        session.applied_seq += 1
+        session.last_reply = reply
+        pending.set_result(reply)
+        return reply
+    except Exception as e:
+        pending.set_exception(e)
+        raise
+    finally:
+        pending.cancel()  # a no-op once settled; a cancelled step (shutdown) cancels its waiters
+        if session.pending is pending:
+            session.pending, session.pending_seq = None, None
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a settled future's exception as seen (nobody may be waiting on it)."""
+    if not future.cancelled():
+        future.exception()
+
+
 _OpenSession = Callable[[int | None, dict[str, Any] | None], Awaitable[tuple[_Session, Any, Any]]]
 
 
@@ -460,17 +545,26 @@ def _parse_message(raw: str | bytes) -> tuple[str, dict[str, Any]]:
         message = json.loads(raw)
     except ValueError as e:  # UnicodeDecodeError too
         raise _bad(f"not JSON ({e})") from None
+    except RecursionError:  # "[[[[..." nested past the parser's depth (reliability L09 found it as a 500)
+        raise _bad("not JSON (nested too deeply)") from None
     if not isinstance(message, dict):
         raise _bad("expected a JSON object such as {\"op\": \"step\", \"action\": \"...\"}")
     op = message.get("op")
     allowed = _WS_FIELDS.get(op) if isinstance(op, str) else None
     if allowed is None:
         raise _bad(f"op must be one of {sorted(_WS_FIELDS)}, got {op!r}")
-    extra = message.keys() - allowed - {"op"}
+    extra = message.keys() - allowed - {"op", "id"}
     if extra:
-        raise _bad(f"{op}: extra fields {sorted(extra)} (allowed: {sorted(allowed)})")
+        raise _bad(f"{op}: extra fields {sorted(extra)} (allowed: {sorted(allowed | {'id'})})")
     if op == "step" and not isinstance(message.get("action"), str):
         raise _bad("step: action must be a string (the policy's raw text)")
+    request_id = message.get("id")
+    if request_id is not None and type(request_id) is not int and not (isinstance(request_id, str)
+                                                                       and len(request_id) <= 128):
+        raise _bad("id must be an integer or a string of at most 128 characters")
+    seq = message.get("seq")
+    if seq is not None and (type(seq) is not int or not 1 <= seq < 2**63):
+        raise _bad(f"step: seq must be an integer in [1, 2**63) or null, got {seq!r}"[:300])
     if op == "reset":
         seed, options = message.get("seed"), message.get("options")
         if seed is not None and (type(seed) is not int or not 0 <= seed < 2**63):
@@ -480,7 +574,17 @@ def _parse_message(raw: str | bytes) -> tuple[str, dict[str, Any]]:
     return str(op), message
 
 
-_WS_FIELDS: dict[str, set[str]] = {"reset": {"seed", "options"}, "step": {"action"}, "expert": set(), "close": set()}
+_WS_FIELDS: dict[str, set[str]] = {"reset": {"seed", "options"}, "step": {"action", "seq"}, "expert": set(),
+                                   "close": set()}
+
+
+def _message_id(raw: str | bytes) -> Any:
+    """The ``id`` of a message, to echo in its reply (also when the message is refused), or None."""
+    with contextlib.suppress(ValueError, TypeError, AttributeError, RecursionError):
+        value = json.loads(raw).get("id")
+        if value is None or type(value) is int or (isinstance(value, str) and len(value) <= 128):
+            return value
+    return None
 
 
 async def _serve_socket(receive: Any, send: Any, *, sessions: _Sessions, open_session: _OpenSession,
@@ -502,15 +606,14 @@ async def _serve_socket(receive: Any, send: Any, *, sessions: _Sessions, open_se
             if message["type"] != "websocket.receive":
                 return  # websocket.disconnect
             raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            request_id, parsed = None, False
             try:
-                op, body = _parse_message(raw if raw is not None else message.get("bytes") or b"")
+                op, body = _parse_message(raw)
+                request_id, parsed = body.get("id"), True
                 if op == "step":
-                    live = current()
-                    obs, reward, terminated, truncated, info = await _locked(
-                        live, sessions, "step", functools.partial(_step, live.env, body["action"]))
-                    reply: dict[str, Any] = {"observation": obs, "reward": float(reward),
-                                             "terminated": bool(terminated), "truncated": bool(truncated),
-                                             "info": info, "instance_id": instance_id}
+                    reply = await _apply_step(current(), sessions, body["action"], body.get("seq"), instance_id)
                 elif op == "reset":
                     if session is not None:
                         sessions.forget(session, "its WebSocket client reset into a new session")
@@ -535,6 +638,10 @@ async def _serve_socket(receive: Any, send: Any, *, sessions: _Sessions, open_se
                 log.error("internal error on the WebSocket of session %s", session and session.id, exc_info=e)
                 reply = {"error": f"internal error: {type(e).__name__}: {str(e)[:300]}", "type": "internal_error",
                          "status": 500, "instance_id": instance_id}
+            if not parsed:
+                request_id = _message_id(raw)
+            if request_id is not None:
+                reply = {**reply, "id": request_id}
             await send({"type": "websocket.send", "text": _dumps_text(reply)})
     except Exception:  # the client went away while we answered: nothing to answer to
         return
@@ -579,14 +686,23 @@ class _InstanceHeader:
                 return
 
         received = 0
+        too_large = False
 
         async def bounded_receive() -> Any:  # a chunked body has no content-length to check up front
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             received += len(message.get("body", b""))
-            return {"type": "http.disconnect"} if received > MAX_BODY_BYTES else message
+            if received > MAX_BODY_BYTES:
+                too_large = True
+                return {"type": "http.disconnect"}
+            return message
 
         async def send_with_header(message: Any) -> None:
+            if too_large:  # whatever the app made of the cut-off body, the answer is the typed 413
+                if message["type"] == "http.response.start":
+                    await _error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes",
+                                 self.instance_id)(scope, receive, send)
+                return
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), self._header]
             await send(message)

@@ -21,6 +21,24 @@ Two transports, the same episodes:
 Either way the async twins are native coroutines (no thread per call), so one collector runs hundreds of
 remote episodes concurrently.
 
+Steps are applied once. Each step carries its index in the session (``seq``, an idempotency key: see
+:mod:`agentenv.env_server`), so sending it again cannot step the env twice: the server answers a repeat
+from memory. Over HTTP, a step whose answer was lost (the connection was reset, or no answer came within
+``timeout_s``) is therefore sent once more on a new connection, and gets the answer of the one application
+(the first attempt's late answer, if any, goes to a connection that is closed by then). Over a WebSocket
+the session lives on its connection, so a lost connection loses the session and nothing can be retried
+there: the episode fails (and the collector's ``env_retries`` re-runs it on a fresh session, under a new
+attempt). Every WebSocket message carries a request ``id`` that its reply echoes, and a reply whose id is
+not the current request's (a late or repeated answer) is dropped, never taken for the current answer.
+
+Dead peers are found by heartbeats, not by the step timeout: the WebSocket client pings the server every
+``ping_interval_s`` and gives the connection up when no pong comes within ``ping_timeout_s`` (a server
+paused by SIGSTOP, a network partition), so a step waiting on a long ``timeout_s`` fails within about
+``ping_interval_s + 2 * ping_timeout_s`` (the missed pong, then a close handshake the dead peer cannot
+complete either). A killed server is found at once (its socket closes). ``reset`` may wait
+``connect_wait_s`` for a server that refuses connections (restarting): a refused connection sent nothing, so
+retrying it is always safe.
+
 Why failures are exceptions: a lost session cannot be continued. A server restart (its ``instance_id``
 changed, or it no longer knows the session), a connection failure or an env that raised on the server
 makes the call raise :class:`RemoteEnvError` naming the URL and what happened; the collector records the
@@ -36,6 +54,7 @@ import asyncio
 import contextlib
 import functools
 import importlib.util
+import itertools
 import json
 import logging
 import ssl
@@ -48,6 +67,7 @@ from agentenv.env import Env, ResetNeeded
 from agentenv.messages import Observation
 
 INSTANCE_HEADER = "x-agentenv-instance"  # the same as agentenv.env_server's (not imported: no fastapi needed)
+log = logging.getLogger("agentenv.remote_env")
 
 # httpx logs every request at INFO; under the CLI's INFO logging that is a line per env step. Quieten it
 # unless the user configured that logger.
@@ -87,21 +107,53 @@ class RemoteEnvError(RuntimeError):
     """The env server could not carry on this episode (restart, lost session, connection, env error)."""
 
 
+class EnvServerUnreachable(RemoteEnvError):
+    """No connection to the env server could be opened (nothing was sent: safe to try again)."""
+
+
+class _TransportRetry:
+    """Which failed HTTP requests are sent again: a refused connection while opening a session (until
+    ``connect_wait_s``), and a keyed step once (the server applies a key once, so a repeat is safe)."""
+
+    def __init__(self, env: RemoteEnv, what: str, opening: bool, idempotent: bool):
+        self.env, self.what, self.idempotent = env, what, idempotent
+        self.connect_by = time.monotonic() + (env.connect_wait_s if opening else 0.0)
+
+    def after(self, e: httpx.HTTPError) -> float:
+        """Seconds to wait before sending again; raises the typed error when it may not be sent again."""
+        if isinstance(e, httpx.ConnectError) and time.monotonic() + 0.2 <= self.connect_by:
+            return 0.2
+        if self.idempotent and isinstance(e, httpx.TransportError):
+            self.idempotent = False
+            self.env.step_retries += 1
+            log.warning("env server %s: %s failed (%s: %s); sending it again with the same key", self.env.url,
+                        self.what, type(e).__name__, e or "no detail")
+            return 0.0
+        raise self.env._connection_error(self.what, e) from e
+
+
 class RemoteEnv(Env):
     """A client of an agentenv env server; see the module docstring.
 
-    ``timeout_s`` bounds each request (connect, or one message and its answer). ``capacity_wait_s`` is how
-    long ``reset`` keeps retrying while the server is at its session cap (429, honouring ``Retry-After``);
-    0 raises at once. ``transport`` is ``"ws"`` or ``"http"``; None picks ``"ws"`` when ``websockets`` is
-    installed.
+    ``timeout_s`` bounds each request (connect, or one message and its answer; over HTTP a step whose
+    answer was lost is sent once more, so it may take twice that). ``capacity_wait_s`` is how long ``reset``
+    keeps retrying while the server is at its session cap (429, honouring ``Retry-After``); 0 raises at once.
+    ``connect_wait_s`` is how long ``reset`` keeps retrying a server that refuses connections (restarting).
+    ``ping_interval_s`` / ``ping_timeout_s`` are the WebSocket heartbeat (None: no pings). ``transport`` is
+    ``"ws"`` or ``"http"``; None picks ``"ws"`` when ``websockets`` is installed.
+
+    ``step_retries`` counts the steps sent again after a lost answer; ``stale_replies`` the WebSocket replies
+    dropped because they answered an older request.
     """
 
     family: ClassVar[str] = "remote"
 
     def __init__(self, url: str, timeout_s: float = 60.0, capacity_wait_s: float = 0.0,
-                 transport: str | None = None, **kwargs: Any):
+                 transport: str | None = None, connect_wait_s: float = 0.0, ping_interval_s: float | None = 10.0,
+                 ping_timeout_s: float | None = 10.0, **kwargs: Any):
         if kwargs:
-            raise ValueError(f"RemoteEnv takes url, timeout_s, capacity_wait_s and transport; unknown "
+            raise ValueError(f"RemoteEnv takes url, timeout_s, capacity_wait_s, connect_wait_s, ping_interval_s, "
+                             f"ping_timeout_s and transport; unknown "
                              f"{sorted(kwargs)} (the server's env kwargs are set where it is started: "
                              "agentenv serve-env -e KEY=VALUE)")
         if transport is None:
@@ -115,7 +167,11 @@ class RemoteEnv(Env):
         self.url = url.rstrip("/")
         self.transport = transport
         self.ws_url = "ws" + self.url[4:] + "/sessions/ws" if self.url.startswith("http") else self.url
-        self.timeout_s, self.capacity_wait_s = timeout_s, capacity_wait_s
+        self.timeout_s, self.capacity_wait_s, self.connect_wait_s = timeout_s, capacity_wait_s, connect_wait_s
+        self.ping_interval_s, self.ping_timeout_s = ping_interval_s, ping_timeout_s
+        self.step_retries = 0
+        self.stale_replies = 0
+        self._message_ids = itertools.count(1)
         self._ws: Any = None  # websockets.sync.client.ClientConnection
         self._aws: Any = None  # websockets.asyncio.client.ClientConnection, bound to _aws_loop
         self._aws_loop: asyncio.AbstractEventLoop | None = None
@@ -140,27 +196,35 @@ class RemoteEnv(Env):
             self._aclient_loop = loop
         return self._aclient
 
-    def _request(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+    def _request(self, method: str, path: str, json: Any = None, *, opening: bool = False,
+                 idempotent: bool = False) -> dict[str, Any]:
+        """One request: ``opening`` (a reset) waits for a refusing server up to ``connect_wait_s``;
+        ``idempotent`` (a keyed step) is sent once more when its answer is lost."""
         what = f"{method} {path}"
         deadline = time.monotonic() + self.capacity_wait_s
+        retry = _TransportRetry(self, what, opening, idempotent)
         while True:
             try:
                 response = self._sync().request(method, path, json=json)
             except httpx.HTTPError as e:
-                raise self._connection_error(what, e) from e
+                time.sleep(retry.after(e))
+                continue
             delay = self._retry_delay(response, deadline)
             if delay is None:
                 return self._check(what, response)
             time.sleep(delay)
 
-    async def _arequest(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+    async def _arequest(self, method: str, path: str, json: Any = None, *, opening: bool = False,
+                        idempotent: bool = False) -> dict[str, Any]:
         what = f"{method} {path}"
         deadline = time.monotonic() + self.capacity_wait_s
+        retry = _TransportRetry(self, what, opening, idempotent)
         while True:
             try:
                 response = await self._async().request(method, path, json=json)
             except httpx.HTTPError as e:
-                raise self._connection_error(what, e) from e
+                await asyncio.sleep(retry.after(e))
+                continue
             delay = self._retry_delay(response, deadline)
             if delay is None:
                 return self._check(what, response)
@@ -178,8 +242,9 @@ class RemoteEnv(Env):
         return delay if time.monotonic() + delay <= deadline else None
 
     def _connection_error(self, what: str, e: httpx.HTTPError) -> RemoteEnvError:
-        return RemoteEnvError(f"env server {self.url}: {what} failed: {type(e).__name__}: {e or 'no detail'} "
-                              "(is the server running and reachable?)")
+        kind = EnvServerUnreachable if isinstance(e, httpx.ConnectError) else RemoteEnvError
+        return kind(f"env server {self.url}: {what} failed: {type(e).__name__}: {e or 'no detail'} "
+                    "(is the server running and reachable?)")
 
     def _check(self, what: str, response: httpx.Response) -> dict[str, Any]:
         try:
@@ -216,12 +281,15 @@ class RemoteEnv(Env):
     # ----- WebSocket plumbing -----------------------------------------------------------------------
     def _ws_options(self) -> dict[str, Any]:
         tls = {"ssl": _tls()} if self.ws_url.startswith("wss:") else {}
-        return {"open_timeout": self.timeout_s, "close_timeout": 2, "max_size": WS_MAX_SIZE, "compression": None,
-                **tls}
+        # a peer that missed its pong cannot answer a close either: wait for that no longer than for the pong
+        close_timeout = min(2.0, self.ping_timeout_s) if self.ping_timeout_s else 2.0
+        return {"open_timeout": self.timeout_s, "close_timeout": close_timeout, "max_size": WS_MAX_SIZE,
+                "compression": None, "ping_interval": self.ping_interval_s, "ping_timeout": self.ping_timeout_s, **tls}
 
     def _connect_error(self, what: str, e: BaseException) -> RemoteEnvError:
-        return RemoteEnvError(f"env server {self.url}: {what} failed: cannot open a WebSocket to {self.ws_url}: "
-                              f"{type(e).__name__}: {e or 'no detail'} (is the server running and reachable?)")
+        return EnvServerUnreachable(f"env server {self.url}: {what} failed: cannot open a WebSocket to "
+                                    f"{self.ws_url}: {type(e).__name__}: {e or 'no detail'} (is the server running "
+                                    "and reachable?)")
 
     def _ws_lost(self, what: str, e: BaseException) -> RemoteEnvError:
         lost = f"; session {self.session_id} and its episode are lost" if self.session_id else ""
@@ -291,19 +359,34 @@ class RemoteEnv(Env):
         lost = self.session_id is not None and (status in (404, 410) or kind == "no_session")
         self._raise_error(what, status, message, kind, lost)
 
+    def _current(self, what: str, raw: Any, request_id: int) -> dict[str, Any] | None:
+        """The reply ``raw`` decoded, or None when it answers another (older) request: dropped."""
+        body = self._decode(what, raw)
+        if body.get("id", request_id) != request_id:
+            self.stale_replies += 1
+            log.info("env server %s: dropped a late reply to request %r (waiting for %d)", self.url, body.get("id"),
+                     request_id)
+            return None
+        return body
+
     def _ws_roundtrip(self, message: dict[str, Any]) -> dict[str, Any]:
         """One message and its answer on the sync connection (reset retries while the server is full)."""
-        what, text = f"WebSocket {message['op']}", json.dumps(message)
+        what = f"WebSocket {message['op']}"
         deadline = time.monotonic() + self.capacity_wait_s
         while True:
             ws = self._sync_ws(what)
+            request_id = next(self._message_ids)
+            body: dict[str, Any] | None = None
             try:
-                ws.send(text)
-                raw = ws.recv(timeout=self.timeout_s)
-            except Exception as e:  # lost, or a late answer that could no longer be matched: drop the connection
+                ws.send(json.dumps({**message, "id": request_id}))
+                answer_by = time.monotonic() + self.timeout_s
+                while body is None:
+                    body = self._current(what, ws.recv(timeout=max(0.0, answer_by - time.monotonic())), request_id)
+            except RemoteEnvError:
+                raise
+            except Exception as e:  # lost, or no answer in time: drop the connection (and the session on it)
                 self._drop_sync()
                 raise self._ws_lost(what, e) from e
-            body = self._decode(what, raw)
             delay = self._ws_retry(body, deadline)
             if delay is None:
                 return self._ws_check(what, body)
@@ -311,7 +394,7 @@ class RemoteEnv(Env):
 
     async def _aws_roundtrip(self, message: dict[str, Any]) -> dict[str, Any]:
         """One message and its answer on this event loop's connection."""
-        what, text = f"WebSocket {message['op']}", json.dumps(message)
+        what = f"WebSocket {message['op']}"
         deadline = time.monotonic() + self.capacity_wait_s
         while True:
             ws = self._aws
@@ -323,16 +406,20 @@ class RemoteEnv(Env):
                 except Exception as e:
                     raise self._connect_error(what, e) from e
                 self._aws_loop = asyncio.get_running_loop()
+            request_id = next(self._message_ids)
+            body: dict[str, Any] | None = None
             try:
-                await ws.send(text)
+                await ws.send(json.dumps({**message, "id": request_id}))
                 async with asyncio.timeout(self.timeout_s):
-                    raw = await ws.recv()
-            except BaseException as e:  # cancelled mid-call too: the answer would arrive for the next request
+                    while body is None:
+                        body = self._current(what, await ws.recv(), request_id)
+            except RemoteEnvError:
+                raise
+            except BaseException as e:  # cancelled mid-call too: the session's state is unknown
                 self._release_async()
                 if isinstance(e, Exception):
                     raise self._ws_lost(what, e) from e
                 raise
-            body = self._decode(what, raw)
             delay = self._ws_retry(body, deadline)
             if delay is None:
                 return self._ws_check(what, body)
@@ -405,17 +492,26 @@ class RemoteEnv(Env):
             if self._session_on == "async":
                 self._release_async(wait=True)
             self.session_id = None  # a reset on the connection closes its previous session on the server
-            body = self._ws_roundtrip({"op": "reset", **self._reset_body(seed, options)})
+            connect_by = time.monotonic() + self.connect_wait_s
+            while True:
+                try:
+                    body = self._ws_roundtrip({"op": "reset", **self._reset_body(seed, options)})
+                    break
+                except EnvServerUnreachable:
+                    if time.monotonic() + 0.2 > connect_by:
+                        raise
+                    time.sleep(0.2)
             self._session_on = "sync"
             return self._start(body)
         self._end_session()
-        return self._start(self._request("POST", "/sessions", self._reset_body(seed, options)))
+        return self._start(self._request("POST", "/sessions", self._reset_body(seed, options), opening=True))
 
     def step(self, action: str) -> StepTuple:
         sid = self._ensure_running()
+        message = {"action": action, "seq": self.turn + 1}  # the key of this step (see the module docstring)
         if self.transport == "ws":
-            return self._step_result(self._ws_call({"op": "step", "action": action}))
-        return self._step_result(self._request("POST", f"/sessions/{sid}/step", {"action": action}))
+            return self._step_result(self._ws_call({"op": "step", **message}))
+        return self._step_result(self._request("POST", f"/sessions/{sid}/step", message, idempotent=True))
 
     def expert_action(self) -> str | None:
         sid = self._ensure_running()
@@ -456,17 +552,26 @@ class RemoteEnv(Env):
             if self._session_on == "sync":
                 await asyncio.to_thread(self._drop_sync)
             self.session_id = None
-            body = await self._aws_call({"op": "reset", **self._reset_body(seed, options)})
+            connect_by = time.monotonic() + self.connect_wait_s
+            while True:
+                try:
+                    body = await self._aws_call({"op": "reset", **self._reset_body(seed, options)})
+                    break
+                except EnvServerUnreachable:
+                    if time.monotonic() + 0.2 > connect_by:
+                        raise
+                    await asyncio.sleep(0.2)
             self._session_on = "async"
             return self._start(body)
         await self._aend_session()
-        return self._start(await self._arequest("POST", "/sessions", self._reset_body(seed, options)))
+        return self._start(await self._arequest("POST", "/sessions", self._reset_body(seed, options), opening=True))
 
     async def step_async(self, action: str) -> StepTuple:
         sid = self._ensure_running()
+        message = {"action": action, "seq": self.turn + 1}
         if self.transport == "ws":
-            return self._step_result(await self._aws_call({"op": "step", "action": action}))
-        return self._step_result(await self._arequest("POST", f"/sessions/{sid}/step", {"action": action}))
+            return self._step_result(await self._aws_call({"op": "step", **message}))
+        return self._step_result(await self._arequest("POST", f"/sessions/{sid}/step", message, idempotent=True))
 
     async def expert_action_async(self) -> str | None:
         sid = self._ensure_running()

@@ -11,14 +11,17 @@ an episode that falls out of it is placed again as a new one, which costs one ca
 
 Failures. A request that fails on an endpoint with a :class:`~agentenv.policy.PolicyError` (connection
 refused or reset, a timeout, 5xx answers until the retries ran out) takes that endpoint out and is retried
-once on another healthy one; a :class:`~agentenv.policy.PromptError` is the request's own fault and is
-never retried elsewhere. The per-endpoint clients retry only once by default (``max_retries=1``): one retry
-absorbs a dropped keep-alive connection, and more of them would only delay moving the request to a server
-that works. A background task (started on the running event loop when an endpoint goes out) checks the
-endpoints that are out every ``health_interval_s`` seconds (``GET /health``, which all three of agentenv's
-backends and vLLM answer; ``/v1/models`` for servers without it) and puts one back when it answers. When
-no endpoint is healthy, one round of checks runs at once before a request gives up with an error that
-lists every endpoint and its last error.
+once on another healthy one; a :class:`~agentenv.policy.PromptError` is the request's own fault and a
+:class:`~agentenv.policy.ModelError` the answer's (not JSON, no choices), so neither is retried elsewhere nor
+blames the endpoint. When no endpoint is left, the error is :class:`~agentenv.policy.PolicyUnavailable`
+(the episode ends ``failed_infra``), as is a request that failed on two endpoints with it. The per-endpoint
+clients retry only once by default (``max_retries=1``): one retry absorbs a dropped keep-alive connection,
+and more of them would only delay moving the request to a server that works. A background task (started
+on the running event loop when an endpoint goes out) checks the endpoints that are out every
+``health_interval_s`` seconds (``GET /health``, which all three of agentenv's backends and vLLM answer;
+``/v1/models`` for servers without it) and puts one back when it answers. When no endpoint is healthy,
+one round of checks runs at once before a request gives up with an error that lists every endpoint and
+its last error.
 
 Weights. :meth:`BalancedPolicy.update_weights` first checks the replicas that are out (those that answer
 rejoin with the new weights), then pushes to every healthy replica at once; a replica whose push fails is
@@ -50,7 +53,7 @@ from typing import Any
 
 import httpx
 
-from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest, PromptError
+from agentenv.policy import ModelError, PolicyError, PolicyOutput, PolicyRequest, PolicyUnavailable, PromptError
 from agentenv.rendering import ChatRenderer
 
 from .catalog import load_tokenizer
@@ -232,12 +235,13 @@ class BalancedPolicy:
             try:
                 [out] = await ep.client.act([request])
                 return out
-            except PromptError:
+            except (PromptError, ModelError):  # the request's or the model's answer's fault, not the endpoint's
                 raise
             except PolicyError as e:
                 self._mark_down(ep, str(e))
                 if first_error is not None:
-                    raise PolicyError(f"{e} (after failing over from {tried[0].url}: {first_error})") from None
+                    error = PolicyUnavailable if isinstance(e, PolicyUnavailable) else PolicyError
+                    raise error(f"{e} (after failing over from {tried[0].url}: {first_error})") from None
                 first_error = e
                 tried.append(ep)
                 with self._lock:
@@ -270,13 +274,13 @@ class BalancedPolicy:
             chosen.routed += 1
             return chosen
 
-    def _unavailable(self, cause: PolicyError | None) -> PolicyError:
+    def _unavailable(self, cause: PolicyError | None) -> PolicyUnavailable:
         with self._lock:
             self._counters["no_endpoint"] += 1
             states = "; ".join(f"{ep.url}: {'healthy' if ep.healthy else 'out'}"
                                + (f" ({ep.last_error})" if ep.last_error else "") for ep in self._endpoints)
         head = f"the request failed ({cause}) and no other" if cause is not None else "no"
-        return PolicyError(f"{head} policy endpoint is healthy: {states}")
+        return PolicyUnavailable(f"{head} policy endpoint is healthy: {states}")
 
     # ----- health -------------------------------------------------------------------------------------------
     def _mark_down(self, ep: _Endpoint, error: str) -> None:

@@ -1,6 +1,18 @@
-"""Fakes and fixtures for testing environments, policies and collection without a model.
+"""Fakes, fixtures and fault injection for testing environments, policies and collection without a model.
 
-The project's own tests use these; users test their envs the same way.
+The project's own tests use these; users test their envs the same way. Besides the fakes here:
+
+* :mod:`.env_faults`: ``FaultyEnv`` wraps any env and raises, hangs, fails to grade or dies at chosen points;
+* :mod:`.http_faults`: ``FaultProxy``, an HTTP proxy that answers 5xx/429, resets, stalls, trickles or
+  garbles a policy server's answers; :mod:`.tcp_faults`: ``TcpFaultProxy``, partitions, blackholes and
+  lost replies between an env client and its server;
+* :mod:`.store_faults`: ``DiskFaults``, a store whose writes fail with ENOSPC or EIO;
+* :mod:`.killers`: ``Killer`` and finders for env servers, sandboxes, browsers and Ray workers;
+* :mod:`.mock_policy`: a scripted OpenAI-compatible policy server; :mod:`.hostile`: the reliability
+  catalogue's hostile actions.
+
+The checks that close every such test are :func:`agentenv.ledger.check_ledger` (nothing lost or doubled) and
+:mod:`agentenv.census` (nothing left running or open).
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from agentenv.messages import Observation, observation
 from agentenv.parsing import ParsedAction
 from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest
 from agentenv.rendering import ChatRenderer, ChatTokenizer
+from agentenv.testing.tcp_faults import TcpFaultProxy
 from agentenv.trajectory import Trajectory
 
 
@@ -205,68 +218,12 @@ def expert_text(request: PolicyRequest) -> str:
     return "Action: none"
 
 
-class FlakyProxy:
-    """A TCP proxy on 127.0.0.1 in front of ``target_port`` that drops the first ``drop`` connections (it
-    accepts them and closes them at once, as a crashing or restarting server does) and forwards the rest.
-
-    Run it in a background thread (``with FlakyProxy(port, drop=2) as proxy: ... proxy.url``);
-    ``connections`` counts the connections it accepted.
-    """
+class FlakyProxy(TcpFaultProxy):
+    """A TCP proxy in front of ``target_port`` that resets its first ``drop`` connections (as a crashing or
+    restarting server does) and forwards the rest; ``connections`` counts what it accepted."""
 
     def __init__(self, target_port: int, drop: int = 0):
-        self.target_port, self.drop = target_port, drop
-        self.connections = 0
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: Any = None
-        self._stopped: asyncio.Event | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        if self.connections <= self.drop:
-            writer.transport.abort()  # a reset, not a polite close
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def __enter__(self) -> FlakyProxy:
-        import threading
-
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._loop, self._stopped = asyncio.get_running_loop(), asyncio.Event()
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            async with server:
-                await self._stopped.wait()
-
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the proxy did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-            self._thread.join(timeout=10)
+        super().__init__(target_port, reset_first=drop)
 
 
 #: the namespace of the test envs below, registered when this module is imported (``resolve_id`` imports it

@@ -89,12 +89,14 @@ PAYLOADS: dict[str, str] = {
     "A30-timeout-abuse": "import time\ntime.sleep(30)",
 }
 
-#: tool calls that are themselves malformed (A20, A21): the env answers with a parse error, nothing runs
+#: tool calls that are themselves malformed (A20, A21): the env answers with a parse error, nothing runs. The
+#: long ones are just over an env's default action cap (20,000 characters): long enough to be refused, short
+#: enough that a soak's policy server is not busy sending them
 MALFORMED: dict[str, str] = {
-    "A20-long-argument": '<tool_call>{"name": "python", "arguments": {"code": "' + "x" * 200_000 + '"}}</tool_call>',
+    "A20-long-argument": '<tool_call>{"name": "python", "arguments": {"code": "' + "x" * 25_000 + '"}}</tool_call>',
     "A21-truncated": '<tool_call>{"name": "python", "arguments": {"code": "print(1)"',
     "A21-unknown-tool": '<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>',
-    "A21-nested": "<tool_call>" + "[" * 100_000 + "</tool_call>",
+    "A21-nested": "<tool_call>" + "[" * 25_000 + "</tool_call>",
     "A21-wrong-types": '<tool_call>{"name": "python", "arguments": {"code": 12}}</tool_call>',
 }
 

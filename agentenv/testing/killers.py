@@ -82,16 +82,18 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL) -> list[int]:
 
 class Killer:
     """Kills what ``targets`` returns at a random moment in ``window`` seconds after start (seeded), from a
-    thread; ``repeat`` kills again at each later draw until stopped. ``killed`` lists ``(seconds after
-    start, pid)``; a draw that finds no target is recorded in ``missed``."""
+    thread; ``repeat`` kills again at each later draw until stopped; ``choose`` kills only that many of the
+    targets found, picked at random (None: all). ``killed`` lists ``(seconds after start, pid)``; a draw that
+    finds no target is recorded in ``missed``."""
 
     def __init__(self, targets: PidFinder | Sequence[int], window: tuple[float, float] = (0.0, 0.0),
-                 sig: int = signal.SIGKILL, seed: int = 0, repeat: bool = False, tree: bool = False):
+                 sig: int = signal.SIGKILL, seed: int = 0, repeat: bool = False, tree: bool = False,
+                 choose: int | None = None):
         if window[0] < 0 or window[1] < window[0]:
             raise ValueError(f"window must be (low, high) with 0 <= low <= high, got {window}")
         fixed = list(targets) if not callable(targets) else None
         self.targets: PidFinder = (lambda: list(fixed)) if fixed is not None else targets  # type: ignore[assignment]
-        self.window, self.sig, self.repeat, self.tree = window, sig, repeat, tree
+        self.window, self.sig, self.repeat, self.tree, self.choose = window, sig, repeat, tree, choose
         self._rng = random.Random(seed)
         self.killed: list[tuple[float, int]] = []
         self.missed = 0
@@ -125,6 +127,8 @@ class Killer:
             pids = self.targets()
             if not pids:
                 self.missed += 1
+            elif self.choose is not None and len(pids) > self.choose:
+                pids = self._rng.sample(pids, self.choose)
             for pid in pids:
                 signalled = kill_tree(pid, self.sig) if self.tree else _kill(pid, self.sig)
                 if signalled:

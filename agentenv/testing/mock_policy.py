@@ -101,7 +101,10 @@ class ScriptedModel:
         else:
             prompt = "\n".join(str(m["content"]) for m in request.messages)
         text = self.respond(prompt)
-        ids = [*text.encode(), END]
+        # with stop strings, the model "samples" the first one after its answer and stops there: the text ends
+        # before it, the token ids keep it (as vLLM's do)
+        stop = request.sampling.stop
+        ids = [*(text + stop[0]).encode()] if stop else [*text.encode(), END]
         return PolicyOutput(text=text, prompt_ids=request.prompt_ids, completion_ids=ids,
                             logprobs=[-0.25] * len(ids), entropies=[0.5] * len(ids), entropy_kind="exact",
                             finish_reason="stop", policy_version=self.version)

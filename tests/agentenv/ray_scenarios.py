@@ -26,6 +26,7 @@ from agentenv.ray_collect import RayEpisodes, RayOptions
 from agentenv.ray_local import LocalRayCluster, in_private_network
 from agentenv.store import TrajectoryStore
 from agentenv.testing import CountdownEnv, ForkAt, ScriptedPolicy, expert_text
+from agentenv.testing.killers import ray_worker_pids
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -83,6 +84,7 @@ def worker_killed(work: Path, address: str) -> dict[str, Any]:
             done = len(list(TrajectoryStore(store).episodes(errors="skip"))) if (store / "shards").exists() else 0
             if len(live) == 2 and done >= 4:
                 victim = live[1].where
+                killed["found_by_marker"] = int(victim["pid"]) in ray_worker_pids()  # agentenv.testing's finder
                 os.kill(int(victim["pid"]), signal.SIGKILL)
                 killed.update(victim)
                 return

@@ -55,6 +55,7 @@ def test_a_killed_worker_fails_its_episodes_with_the_reason_and_the_retries_fini
     episodes = run["episodes"]
     lost = [e for e in episodes if e["status"] == "failed"]
     assert run["killed"] and run["lost"] == len(lost) >= 1
+    assert run["killed"]["found_by_marker"]  # agentenv.testing.killers.ray_worker_pids finds the worker
     assert all(e["cause"] == "worker_lost" and f"pid {run['killed']['pid']}" in e["error"] for e in lost)
     assert len({e["id"] for e in episodes}) == len(episodes)  # no duplicates
     final = final_attempts(episodes)

@@ -32,7 +32,7 @@ from agentenv.policies.openai_client import OpenAIPolicy
 from agentenv.policies.replay_server import ReplayModel
 from agentenv.policies.replicas import Replicas, gpu_blocks
 from agentenv.policies.vllm_server import free_port
-from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest, PromptError
+from agentenv.policy import PolicyError, PolicyOutput, PolicyRequest, PolicyUnavailable, PromptError
 from agentenv.serving import ServerThread
 from agentenv.store import TrajectoryStore
 from agentenv.trajectory import Trajectory, Turn
@@ -169,9 +169,9 @@ def test_with_no_replica_answering_the_error_lists_every_endpoint() -> None:
     policy = BalancedPolicy(urls, model="m", backoff_s=0.001)
 
     async def scenario() -> None:
-        with pytest.raises(PolicyError, match=r"connection error.*after failing over from .*connection error"):
+        with pytest.raises(PolicyUnavailable, match=r"connection error.*after failing over from .*connection error"):
             await policy.act([_req("ep-0", 0)])
-        with pytest.raises(PolicyError, match="no policy endpoint is healthy") as caught:
+        with pytest.raises(PolicyUnavailable, match="no policy endpoint is healthy") as caught:
             await policy.act([_req("ep-1", 0)])  # one round of health checks first, then the error
         await policy.aclose()
         for url in urls:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from agentenv.policies.openai_client import OpenAIPolicy, topk_entropy
-from agentenv.policy import PolicyError, PolicyRequest, PromptError, SamplingParams
+from agentenv.policy import PolicyError, PolicyRequest, PolicyUnavailable, PromptError, SamplingParams
 from agentenv.serving import ServerThread
 from agentenv.testing import FlakyProxy
 
@@ -88,7 +88,7 @@ def test_client_errors_are_not_retried_and_persistent_failures_give_up() -> None
         assert stub.calls == 1 and policy.stats["retries"] == 0
         stub.script, stub.calls = [502], 0
         stubborn = OpenAIPolicy(server.url, model="m", backoff_s=0.001, max_retries=3)
-        with pytest.raises(PolicyError, match="after 4 attempts; last: HTTP 502"):
+        with pytest.raises(PolicyUnavailable, match="after 4 attempts; last: HTTP 502"):
             _act(stubborn)
         assert stub.calls == 4
 
@@ -103,7 +103,7 @@ def test_retries_connections_that_the_server_drops() -> None:
     with ServerThread(stub.app) as server:
         gone = server.url
     refused = OpenAIPolicy(gone, model="m", backoff_s=0.001, max_retries=2)
-    with pytest.raises(PolicyError, match="connection error"):
+    with pytest.raises(PolicyUnavailable, match="connection error"):
         _act(refused)
 
 
@@ -111,7 +111,7 @@ def test_timeout_and_concurrency_limit() -> None:
     slow = Scripted([_answer()], delay=2.0)
     with ServerThread(slow.app) as server:
         hasty = OpenAIPolicy(server.url, model="m", timeout_s=0.3, max_retries=0)
-        with pytest.raises(PolicyError, match=r"no answer within 0\.3 s"):
+        with pytest.raises(PolicyUnavailable, match=r"no answer within 0\.3 s"):
             _act(hasty)
     paced = Scripted([_answer()], delay=0.05)
     with ServerThread(paced.app) as server:
@@ -134,7 +134,7 @@ def test_a_server_that_trickles_bytes_hits_the_total_deadline() -> None:
         policy = OpenAIPolicy(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", model="m",
                               timeout_s=0.5, max_retries=0)
         started = time.monotonic()
-        with pytest.raises(PolicyError, match="no answer within"):
+        with pytest.raises(PolicyUnavailable, match="no answer within"):
             await policy.act([PolicyRequest(HELLO)])
         await policy.aclose()
         server.close()
