@@ -34,8 +34,9 @@ What is compared, and why so:
   pair) is still counted. Pipes, sockets, files and devices always count.
 * **Mounts**: the lines of ``/proc/self/mountinfo`` (mount id and mount point), so a bind or tmpfs left in
   this mount namespace is found. Sandboxes mount inside namespaces of their own, so none should appear.
-* **System paths**: named network namespaces, cgroup directories named for agentenv and X display
-  sockets (`system_paths`): what a sandbox or a virtual display leaves outside any process tree.
+* **System paths**: named network namespaces, cgroup directories named for agentenv (a sandbox's, only when
+  its launcher is this process or one of its descendants) and X display sockets (`system_paths`): what a
+  sandbox or a virtual display leaves outside any process tree.
 * **Temp paths**: entries of `tempfile.gettempdir` whose names start with the prefixes agentenv's
   components use (`DEFAULT_TEMP_PREFIXES`), keyed by name and inode.
 * **Containers**: when a Docker-compatible engine is configured (``$AGENTENV_DOCKER_HOST``,
@@ -203,7 +204,8 @@ class Census:
             mounts=mount_entries(pid),
             temp_paths=temp_paths(temp_dir, options.temp_prefixes),
             containers=found_containers,
-            system_paths=system_paths(options.netns_dir, options.cgroup_root, options.x11_dir),
+            system_paths=system_paths(options.netns_dir, options.cgroup_root, options.x11_dir,
+                                      owners={pid, *(p.pid for p in tree)}, pid=pid),
             rss_bytes=rss_bytes(pid),
             fd_count=len(fds),
             disk_free_bytes=disk_free(temp_dir),
@@ -432,25 +434,51 @@ def temp_paths(directory: str, prefixes: Sequence[str]) -> frozenset[str]:
 
 
 def system_paths(netns_dir: str = "/run/netns", cgroup_root: str = "/sys/fs/cgroup",
-                 x11_dir: str = "/tmp/.X11-unix") -> frozenset[str]:
+                 x11_dir: str = "/tmp/.X11-unix", owners: Collection[int] | None = None,
+                 pid: int | None = None) -> frozenset[str]:
     """Machine-wide things a component can leave behind outside its process tree: named network namespaces
-    (``ip netns``), cgroup directories named for agentenv (a sandbox's leaf, two levels deep at most) and X
-    displays (an Xvfb's socket, which outlives an Xvfb that was killed). Compared by name."""
+    (``ip netns``), cgroup directories named for agentenv and X displays (an Xvfb's socket, which outlives
+    an Xvfb that was killed). Compared by name.
+
+    Cgroups are looked for two levels below ``cgroup_root`` and below the cgroups ``pid`` (this process)
+    is in, where a launcher makes its sandboxes'. A sandbox cgroup names its launcher
+    (``agentenv-sandbox-<pid>-...``): with ``owners``, only those of these pids count, so another program's
+    sandboxes running at the same time are not taken for this one's leaks."""
     found: set[str] = set()
     with contextlib.suppress(OSError):
         found.update(f"netns {name}" for name in os.listdir(netns_dir))
-    with contextlib.suppress(OSError), os.scandir(cgroup_root) as top:
-        for entry in top:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            if "agentenv" in entry.name:
-                found.add(f"cgroup {entry.path}")
-            with contextlib.suppress(OSError), os.scandir(entry.path) as inner:
-                found.update(f"cgroup {e.path}" for e in inner
-                             if "agentenv" in e.name and e.is_dir(follow_symlinks=False))
+    for directory in _cgroup_dirs(cgroup_root, pid):
+        with contextlib.suppress(OSError), os.scandir(directory) as entries:
+            for entry in entries:
+                if "agentenv" in entry.name and entry.is_dir(follow_symlinks=False) \
+                        and _owned(entry.name, owners):
+                    found.add(f"cgroup {entry.path}")
     with contextlib.suppress(OSError):
         found.update(f"X display {name}" for name in os.listdir(x11_dir))
     return frozenset(found)
+
+
+def _cgroup_dirs(root: str, pid: int | None) -> set[str]:
+    """``root``, its children, and the directories of the cgroups ``pid`` is in (v1 and v2)."""
+    dirs = {root}
+    with contextlib.suppress(OSError), os.scandir(root) as top:
+        dirs.update(e.path for e in top if e.is_dir(follow_symlinks=False))
+    with contextlib.suppress(OSError), open(f"/proc/{pid or 'self'}/cgroup", encoding="utf-8") as handle:
+        for line in handle:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            names = [controllers, *controllers.split(",")] if controllers else [""]
+            for name in names:
+                candidate = os.path.normpath(os.path.join(root, name, path.lstrip("/")))
+                if os.path.isdir(candidate):
+                    dirs.add(candidate)
+    return dirs
+
+
+def _owned(name: str, owners: Collection[int] | None) -> bool:
+    owner = name.removeprefix("agentenv-sandbox-").split("-")[0]
+    if owners is None or not name.startswith("agentenv-sandbox-") or not owner.isdigit():
+        return True
+    return int(owner) in owners
 
 
 def rss_bytes(pid: int | None = None) -> int:

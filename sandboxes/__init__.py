@@ -14,9 +14,12 @@ from agentenv.sandboxes.base import (
     Sandbox,
     SandboxDied,
     SandboxError,
+    SandboxExpired,
     SandboxLimits,
     SandboxRequestError,
+    SandboxStartFailed,
     SandboxUnavailable,
+    check_ttl,
 )
 from agentenv.sandboxes.pool import SandboxPool
 
@@ -29,10 +32,13 @@ __all__ = [
     "Sandbox",
     "SandboxDied",
     "SandboxError",
+    "SandboxExpired",
     "SandboxLimits",
     "SandboxPool",
     "SandboxRequestError",
+    "SandboxStartFailed",
     "SandboxUnavailable",
+    "check_ttl",
     "make_sandbox",
     "sandbox_resources",
 ]

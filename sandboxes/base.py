@@ -35,6 +35,19 @@ class SandboxDied(SandboxError):
     """The sandbox (or its supervisor) is gone: its state is lost and it must not be used again."""
 
 
+class SandboxExpired(SandboxDied):
+    """The sandbox outlived its maximum lifetime (`SandboxLimits.ttl_s`) and was killed (reliability F12)."""
+
+
+class SandboxStartFailed(SandboxError):
+    """The engine could not create or start the sandbox, after retrying what looked transient (F11).
+    Nothing it partly created is left behind. `attempts` says how many tries were made."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
 class SandboxRequestError(SandboxError):
     """The supervisor refused a request (a bad path, a missing file, an unknown process)."""
 
@@ -44,6 +57,11 @@ class SandboxRequestError(SandboxError):
 
 
 CPU_BACKSTOP_S = 1.0
+#: the maximum lifetime of a sandbox that was given none: a sandbox leaked by a bug (or kept by a hung
+#: episode) is killed after this long instead of living as long as its host process
+DEFAULT_TTL_S = 4 * 3600.0
+#: the time an episode's scoring may take after its deadline, by default (see `check_ttl`)
+DEFAULT_SCORING_BUFFER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,9 @@ class SandboxLimits:
     network: bool = False
     min_timeout_s: float = 0.05
     max_timeout_s: float = 600.0
+    #: maximum lifetime in seconds, from start: past it the sandbox is killed and calls raise
+    #: `SandboxExpired`; None means `DEFAULT_TTL_S` (every sandbox has one)
+    ttl_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, bool):
@@ -75,6 +96,13 @@ class SandboxLimits:
                 raise ValueError(f"{name} must be positive")
         if not 0 < self.min_timeout_s <= self.wall_time_s <= self.max_timeout_s:
             raise ValueError("need 0 < min_timeout_s <= wall_time_s <= max_timeout_s")
+        if self.ttl_s is not None and not self.ttl_s > 0:
+            raise ValueError(f"ttl_s must be a positive number of seconds, got {self.ttl_s!r}")
+
+    @property
+    def lifetime_s(self) -> float:
+        """The sandbox's maximum lifetime: `ttl_s`, or `DEFAULT_TTL_S` when none was given."""
+        return float(self.ttl_s) if self.ttl_s is not None else DEFAULT_TTL_S
 
     def clamp_timeout(self, timeout: float | None) -> float:
         """A caller's (possibly model-written) timeout as a safe number of seconds."""
@@ -105,6 +133,24 @@ class SandboxLimits:
 
     def with_(self, **changes: object) -> SandboxLimits:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def check_ttl(limits: SandboxLimits, episode_deadline_s: float,
+              scoring_buffer_s: float = DEFAULT_SCORING_BUFFER_S) -> None:
+    """Refuse a configuration whose sandbox can die before its episode is scored (reliability F12).
+
+    An episode may run until its deadline and is then scored, possibly in the sandbox (tests of a patch);
+    a sandbox whose TTL fires first would turn every slow episode into an infrastructure failure, or worse,
+    a score of 0. So the TTL must cover the deadline plus a scoring buffer."""
+    if episode_deadline_s <= 0 or scoring_buffer_s < 0:
+        raise ValueError("need episode_deadline_s > 0 and scoring_buffer_s >= 0")
+    needed = episode_deadline_s + scoring_buffer_s
+    if limits.lifetime_s < needed:
+        raise ValueError(
+            f"the sandbox TTL ({limits.lifetime_s:g} s) is shorter than the episode deadline "
+            f"({episode_deadline_s:g} s) plus the scoring buffer ({scoring_buffer_s:g} s): a sandbox would "
+            f"be killed before its episode is scored; set SandboxLimits(ttl_s=...) to at least {needed:g} s"
+        )
 
 
 @dataclass

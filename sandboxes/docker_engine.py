@@ -9,6 +9,12 @@ swap, processes, CPU) on top of the supervisor's per-command rlimits.
 Defaults follow reliability §6: no network, read-only root, size-capped tmpfs workspace and /tmp, all
 capabilities dropped, no-new-privileges, an unprivileged user, labels for the reaper, and never the
 engine's socket inside. The image holds almost nothing: the host's /usr and Python are bound read-only.
+
+Engine faults (reliability F11) are typed: no engine or no image is `SandboxUnavailable` (nothing to
+retry); a create or start that fails the way a busy or restarting engine does (5xx, 429, a refused or
+timed-out connection) is retried with backoff and jitter, and after the last try is `SandboxStartFailed`.
+A failed try removes what it created, by the container's name, which is chosen before the create: a
+create that timed out on our side may still have made the container on the engine's.
 """
 
 from __future__ import annotations
@@ -16,15 +22,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import socket
 import struct
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agentenv.sandboxes.base import SandboxLimits, SandboxUnavailable
+from agentenv.sandboxes.base import SandboxError, SandboxLimits, SandboxStartFailed, SandboxUnavailable
 from agentenv.sandboxes.supervised import SUPERVISOR_SOURCE, SupervisedSandbox, Transport
 
 log = logging.getLogger(__name__)
@@ -34,29 +42,71 @@ WORKSPACE = "/workspace"
 SUPERVISOR_PATH = "/opt/agentenv/supervisor.py"
 LABEL = "agentenv.sandbox"
 HOST_BINDS_LABEL = "agentenv.host_binds"
+#: tries of a container's create+start, and of reaching the engine, before giving up
+START_ATTEMPTS = 4
+CONNECT_ATTEMPTS = 3
+BACKOFF_S = 0.2  # doubled each retry, with up to 50% jitter
+#: seconds an engine call may take; a create that takes longer counts as a transient failure
+API_TIMEOUT_S = 60
+#: container starts in flight at once from this process: an engine asked for a hundred creates at a time
+#: times out or fails them (SkyRL#9, reliability L04); the rest wait their turn here
+START_CONCURRENCY = int(os.environ.get("AGENTENV_DOCKER_START_CONCURRENCY", "16"))
+START_SLOTS = threading.BoundedSemaphore(max(1, START_CONCURRENCY))
+
+
+def backoff(attempt: int, base: float | None = None) -> float:
+    """The pause before retry `attempt` (1, 2, ...): exponential, jittered so that many workers hitting
+    one restarting engine do not retry in lockstep."""
+    return (BACKOFF_S if base is None else base) * 2 ** (attempt - 1) * (1 + random.random() / 2)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether an engine error looks like one a retry can fix: a busy or restarting engine (5xx, 429), or
+    a connection that was refused, reset or timed out. A 4xx (a bad request) is not."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return status >= 500 or status == 429
+    try:
+        import requests
+    except ImportError:  # pragma: no cover (docker depends on requests)
+        return isinstance(exc, OSError | TimeoutError)
+    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | OSError | TimeoutError)
 
 
 def engine_url() -> str | None:
     return os.environ.get("AGENTENV_DOCKER_HOST") or os.environ.get("DOCKER_HOST")
 
 
-def connect(base_url: str | None = None) -> Any:
+def connect(base_url: str | None = None, attempts: int = CONNECT_ATTEMPTS) -> Any:
     """A `docker.DockerClient` for `base_url`, `$AGENTENV_DOCKER_HOST`, `$DOCKER_HOST` or the default
-    socket; `SandboxUnavailable` when no engine answers."""
+    socket; `SandboxUnavailable` when no engine answers after `attempts` tries with backoff (an engine that
+    is restarting comes back within them)."""
     try:
         import docker
     except ImportError as exc:
         raise SandboxUnavailable("the docker backend needs the `docker` package: pip install docker") from exc
     url = base_url or engine_url()
-    try:
-        client = docker.DockerClient(base_url=url, timeout=60) if url else docker.from_env(timeout=60)
-        client.ping()
-    except Exception as exc:
-        raise SandboxUnavailable(
-            f"no Docker engine answers at {url or 'the default socket'} ({exc}); "
-            "start one (on Linux without Docker: bash scripts/setup-podman.sh) and set AGENTENV_DOCKER_HOST"
-        ) from exc
-    return client
+    attempts = attempts if url else 1  # no engine configured and no default socket: nothing to wait for
+    for attempt in range(1, attempts + 1):
+        client = None
+        try:
+            client = (docker.DockerClient(base_url=url, timeout=API_TIMEOUT_S) if url
+                      else docker.from_env(timeout=API_TIMEOUT_S))
+            client.ping()
+            return client
+        except Exception as exc:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+            if attempt < attempts:
+                time.sleep(backoff(attempt))
+                continue
+            raise SandboxUnavailable(
+                f"no Docker engine answers at {url or 'the default socket'} "
+                f"after {attempts} {'try' if attempts == 1 else 'tries'} ({exc}); "
+                "start one (on Linux without Docker: bash scripts/setup-podman.sh) and set AGENTENV_DOCKER_HOST"
+            ) from exc
+    raise AssertionError("unreachable")
 
 
 class MuxTransport(Transport):
@@ -145,6 +195,8 @@ class DockerSandbox(SupervisedSandbox):
         self.ro_binds = [(b, b) if isinstance(b, str) else b for b in ro_binds]
         self.workspace_dir, self.python, self.host_binds = workspace, python, host_binds
         self.container: Any = None
+        self.start_attempts = 0
+        self.attached: MuxTransport | None = None  # the stream of the try in progress
         self.enforcement = {"processes": "pids cgroup", "memory": "memory cgroup (no swap) + RLIMIT_AS",
                             "cpu_time": "RLIMIT_CPU per command", "disk": "tmpfs size",
                             "wall_time": "supervisor deadline + host deadline", "network": "network_mode=none",
@@ -165,6 +217,38 @@ class DockerSandbox(SupervisedSandbox):
         return volumes
 
     def _launch(self) -> Transport:
+        """Create, attach and start the container, retrying transient engine faults (see the module
+        docstring); each failed try removes its container before the next."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.start_attempts = attempt
+            name = f"agentenv-{uuid.uuid4().hex[:12]}"
+            try:
+                with START_SLOTS:
+                    return self._launch_once(name)
+            except SandboxError:
+                self._discard(name)
+                raise
+            except Exception as exc:
+                self._discard(name)
+                if not transient(exc):
+                    raise SandboxStartFailed(f"the engine refused the sandbox container: {exc}", attempt) from exc
+                if attempt == START_ATTEMPTS:
+                    raise SandboxStartFailed(f"the engine failed to start the sandbox container {attempt} times; "
+                                             f"last: {exc}", attempt) from exc
+                log.warning("docker sandbox: start failed (try %d of %d), retrying: %s", attempt, START_ATTEMPTS, exc)
+                time.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _discard(self, name: str) -> None:
+        """Remove a failed try's container, by name: it may exist even when the create call failed."""
+        if self.attached is not None:
+            self.attached.close()
+            self.attached = None
+        self.container = None
+        with contextlib.suppress(Exception):
+            remove_container(self.client, name, tries=3)
+
+    def _launch_once(self, name: str) -> Transport:
         import docker
 
         try:
@@ -183,7 +267,7 @@ class DockerSandbox(SupervisedSandbox):
         self.container = self.client.containers.create(
             image.id,
             [python, "-I", "-S", SUPERVISOR_PATH, "--workspace", workspace],
-            name=f"agentenv-{uuid.uuid4().hex[:12]}",
+            name=name,
             stdin_open=True,
             network_mode="bridge" if limits.network else "none",
             mem_limit=limits.memory_bytes,
@@ -205,9 +289,9 @@ class DockerSandbox(SupervisedSandbox):
         )
         holder = self.container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         sock = getattr(holder, "_sock", holder)
-        transport = MuxTransport(sock, holder)
+        self.attached = MuxTransport(sock, holder)
         self.container.start()
-        return transport
+        return self.attached
 
     def _death_note(self, what: str) -> str:
         state = ""
@@ -218,6 +302,10 @@ class DockerSandbox(SupervisedSandbox):
             if info.get("OOMKilled"):
                 state += ", killed: memory limit"
         return f"{what} ({state})" if state else what
+
+    def _signal_kill(self) -> None:
+        if self.container is not None and not self.closed:
+            self.client.api.kill(self.container.id)
 
     def _kill(self) -> None:
         if self.container is not None:

@@ -84,8 +84,10 @@ class SandboxPool:
                 return
             self.warm.put(sandbox)
 
-    def acquire(self) -> Sandbox:
-        """A ready sandbox: a warm one if there is one, else one started now."""
+    def acquire(self, min_life_s: float = 0.0) -> Sandbox:
+        """A ready sandbox: a warm one if there is one, else one started now. A warm one that died while
+        it waited, or has less than `min_life_s` left of its TTL (an episode it could not finish), is
+        closed instead of served."""
         if self.closed.is_set():
             raise SandboxError("the sandbox pool is closed")
         while True:
@@ -94,7 +96,7 @@ class SandboxPool:
             except queue.Empty:
                 break
             self.wanted.release()
-            if sandbox.alive:
+            if sandbox.alive and getattr(sandbox, "remaining_s", float("inf")) >= min_life_s:
                 with self.lock:
                     self.stats.served_warm += 1
                 return sandbox

@@ -4,6 +4,8 @@ A backend only knows how to start the supervisor behind its walls and how to kil
 (exec, files, persistent processes, limits, output decoding) is here, so all backends behave the same.
 The host never trusts the supervisor to answer: each request has a deadline of its own timeout plus a
 grace, and a supervisor that misses it is killed and reported as `SandboxDied` (reliability F02, F03).
+Every sandbox also has a maximum lifetime (`SandboxLimits.lifetime_s`): a timer kills it then, and what
+is in flight or comes after raises `SandboxExpired` (F12), so no sandbox outlives its purpose unnoticed.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from agentenv.sandboxes.base import (
     ProcessReply,
     Sandbox,
     SandboxDied,
+    SandboxExpired,
     SandboxInfo,
     SandboxLimits,
     SandboxRequestError,
 )
+from agentenv.sandboxes.watchdog import WATCHDOG, Deadline
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +81,19 @@ class Transport(abc.ABC):
 
 
 class PipeTransport(Transport):
-    def __init__(self, write_fd: int, read_fd: int) -> None:
+    """Pipes to a supervisor started by a process of ours (`watch_pid`, bwrap). The pipes alone do not say
+    when that process dies: the supervisor inside may outlive a killed bwrap for a while and keep its end
+    open, so a read would wait out the whole deadline (reliability F02, found here: 105 s for a `sleep 60`).
+    A pidfd of the process is watched with the pipe, and its exit reads as the end of the stream."""
+
+    def __init__(self, write_fd: int, read_fd: int, watch_pid: int | None = None) -> None:
         super().__init__()
         self.write_fd, self.read_fd = write_fd, read_fd
         os.set_blocking(read_fd, False)
+        self.pidfd = -1
+        if watch_pid is not None:
+            with contextlib.suppress(OSError, AttributeError):  # pidfd_open: Linux >= 5.3
+                self.pidfd = os.pidfd_open(watch_pid)
 
     def send(self, data: bytes) -> None:
         if self.write_fd < 0:
@@ -95,20 +108,21 @@ class PipeTransport(Transport):
     def read_some(self, timeout: float) -> bytes | None:
         if self.read_fd < 0:
             return None
-        ready, _, _ = select.select([self.read_fd], [], [], timeout)
+        watched = [self.read_fd] + ([self.pidfd] if self.pidfd >= 0 else [])
+        ready, _, _ = select.select(watched, [], [], timeout)
         if not ready:
             return b""
         try:
             return os.read(self.read_fd, 1 << 20) or None
         except BlockingIOError:
-            return b""
+            return None if self.pidfd in ready else b""  # nothing left to read and the process is gone
 
     def close(self) -> None:
-        for fd in (self.write_fd, self.read_fd):
+        for fd in (self.write_fd, self.read_fd, self.pidfd):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.write_fd = self.read_fd = -1
+        self.write_fd = self.read_fd = self.pidfd = -1
 
 
 def check_text_argument(name: str, value: str, limit: int = MAX_ARGUMENT_BYTES) -> None:
@@ -135,6 +149,9 @@ class SupervisedSandbox(Sandbox):
         self.next_id = 0
         self.closed = False
         self.died_reason: str | None = None
+        self.expired_reason: str | None = None
+        self.expires_at = float("inf")  # time.monotonic() past which the TTL kills the sandbox
+        self.ttl_timer: Deadline | None = None
         self.workspace = ""
         self.enforcement: dict[str, str] = {}
 
@@ -147,6 +164,10 @@ class SupervisedSandbox(Sandbox):
     @abc.abstractmethod
     def _kill(self) -> None:
         """Kill the sandbox and everything in it, now. Must be safe to call twice."""
+
+    def _signal_kill(self) -> None:
+        """Kill the sandbox from another thread while a call may be in flight (the TTL timer): only send
+        the kill; the caller's thread sees the channel close and cleans up. Backends override it."""
 
     # ---- start and stop -------------------------------------------------------------------------------
 
@@ -162,13 +183,32 @@ class SupervisedSandbox(Sandbox):
             raise SandboxDied(f"the supervisor did not start: {hello}")
         self.hello = hello
         self.workspace = hello["workspace"]
+        lifetime = self.limits.lifetime_s
+        self.expires_at = time.monotonic() + lifetime
+        self.ttl_timer = WATCHDOG.schedule(lifetime, self._expire)
+
+    def _expire(self) -> None:
+        if self.closed or self.died_reason is not None:
+            return
+        self.expired_reason = (f"the sandbox reached its maximum lifetime (ttl {self.limits.lifetime_s:g} s) "
+                               "and was killed")
+        log.warning("%s sandbox: %s", self.backend, self.expired_reason)
+        with contextlib.suppress(Exception):
+            self._signal_kill()
+
+    @property
+    def remaining_s(self) -> float:
+        """Seconds left before the TTL kills this sandbox."""
+        return self.expires_at - time.monotonic()
 
     def close(self) -> None:
         with self.lock:
             if self.closed:
                 return
             self.closed = True
-            if self.died_reason is None and self.transport is not None:
+            if self.ttl_timer is not None:
+                self.ttl_timer.cancel()
+            if self.died_reason is None and self.expired_reason is None and self.transport is not None:
                 with contextlib.suppress(Exception):
                     self._call_locked({"op": "shutdown"}, 5.0)
             self._kill()
@@ -177,7 +217,7 @@ class SupervisedSandbox(Sandbox):
 
     @property
     def alive(self) -> bool:
-        return not self.closed and self.died_reason is None
+        return not self.closed and self.died_reason is None and self.expired_reason is None
 
     def info(self) -> SandboxInfo:
         return SandboxInfo(self.backend, self.workspace, dict(self.enforcement))
@@ -200,7 +240,10 @@ class SupervisedSandbox(Sandbox):
 
     def _call_locked(self, request: dict, timeout: float) -> dict:
         if self.died_reason is not None:
-            raise SandboxDied(f"the sandbox is dead ({self.died_reason}); start a new one")
+            error = SandboxExpired if self.expired_reason else SandboxDied
+            raise error(f"the sandbox is dead ({self.died_reason}); start a new one")
+        if self.expired_reason is not None and not self.closed:
+            self._die(self.expired_reason)
         if self.closed and request.get("op") != "shutdown":
             raise SandboxDied("the sandbox is closed")
         self.next_id += 1
@@ -222,11 +265,13 @@ class SupervisedSandbox(Sandbox):
         return reply
 
     def _die(self, reason: str) -> None:
+        if self.expired_reason is not None:  # the TTL timer killed it: say so, not just "it exited"
+            reason = self.expired_reason
         self.died_reason = reason
         self._kill()
         if self.transport is not None:
             self.transport.close()
-        raise SandboxDied(reason)
+        raise (SandboxExpired if self.expired_reason is not None else SandboxDied)(reason)
 
     # ---- the interface --------------------------------------------------------------------------------
 

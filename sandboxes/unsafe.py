@@ -70,7 +70,14 @@ class SubprocessSandbox(SupervisedSandbox):
             preexec_fn=before_exec, start_new_session=True, cwd=workspace,
         )
         assert self.process.stdin and self.process.stdout
-        return PipeTransport(os.dup(self.process.stdin.fileno()), os.dup(self.process.stdout.fileno()))
+        return PipeTransport(os.dup(self.process.stdin.fileno()), os.dup(self.process.stdout.fileno()),
+                             watch_pid=self.process.pid)
+
+    def _signal_kill(self) -> None:
+        process = self.process
+        if process is not None and not self.closed and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     def _kill(self) -> None:
         process = self.process

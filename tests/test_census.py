@@ -330,14 +330,16 @@ def test_named_netns_agentenv_cgroups_and_x_displays_left_behind_are_leaks(tmp_p
     options = CensusOptions(containers=False, netns_dir=str(netns), cgroup_root=str(cgroups), x11_dir=str(x11))
     before = Census.take_with(options)
     (netns / "agentenv-ns1").touch()
-    (cgroups / "system.slice" / "agentenv-sandbox-7").mkdir()
+    (cgroups / "system.slice" / f"agentenv-sandbox-{os.getpid()}-cd34").mkdir()  # this process's sandbox
     (cgroups / "other-service").mkdir()  # not ours: not counted
+    (cgroups / "system.slice" / "agentenv-sandbox-999999999-ab12").mkdir()  # another launcher's sandbox
     (x11 / "X99").touch()
     diff = before.diff(Census.take_with(options))
-    assert diff.system_paths == sorted(["netns agentenv-ns1", f"cgroup {cgroups}/system.slice/agentenv-sandbox-7",
-                                        "X display X99"])
+    assert diff.system_paths == sorted(["netns agentenv-ns1", "X display X99",
+                                        f"cgroup {cgroups}/system.slice/agentenv-sandbox-{os.getpid()}-cd34"])
     assert not diff.clean and "X display X99" in str(diff)
     for leftover in (netns / "agentenv-ns1", x11 / "X99"):
         leftover.unlink()
-    (cgroups / "system.slice" / "agentenv-sandbox-7").rmdir()
+    (cgroups / "system.slice" / f"agentenv-sandbox-{os.getpid()}-cd34").rmdir()
+    (cgroups / "system.slice" / "agentenv-sandbox-999999999-ab12").rmdir()
     assert before.diff(Census.take_with(options)).clean

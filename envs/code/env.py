@@ -7,7 +7,11 @@ and returns stdout, stderr, the value of the last expression and the error with 
 Each episode gets a fresh sandbox from a warm pool with the kernel already started, so a reset costs a
 queue pop. A cell that runs past `cell_timeout` is interrupted and the session kept; a session that
 dies (or ignores the interrupt) is restarted and the observation says its variables are gone. A sandbox
-that dies is an infrastructure fault (`SandboxDied` propagates: never trained on as a model error).
+that dies is an infrastructure fault (`SandboxDied` propagates: never trained on as a model error, and
+never replaced mid-episode by a fresh sandbox whose empty workspace the agent would then act on).
+
+A sandbox lives at most `limits.ttl_s`; the env refuses a TTL shorter than its episode deadline plus a
+scoring buffer (`check_ttl`, reliability F12), so a slow episode is scored instead of losing its sandbox.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentenv.env import Env, StepResult
+from agentenv.env import Env, GraderError, StepResult
 from agentenv.envs.code import solvers
 from agentenv.envs.code.tasks import DEFAULT_FAMILIES, MATH_FAMILIES, SPLIT_SEEDS, CodeTask, make_task, score
 from agentenv.messages import Observation, message, observation
 from agentenv.parsing import ParsedAction, ToolCallParser
-from agentenv.sandboxes import Sandbox, SandboxLimits, SandboxPool, make_sandbox, sandbox_resources
+from agentenv.sandboxes import Sandbox, SandboxLimits, SandboxPool, check_ttl, make_sandbox, sandbox_resources
+from agentenv.sandboxes.base import DEFAULT_SCORING_BUFFER_S
 from agentenv.sandboxes.output import cap_text
 
 KERNEL_SOURCE = Path(__file__).with_name("kernel.py")
@@ -61,7 +66,9 @@ class CodeInterpreterEnv(Env):
 
     Options: `families` (reasoning-gym dataset names; default a mix of procedural families, the ones the
     expert solves), `split` ("train" or "test": disjoint task seeds), `sandbox` (backend), `cell_timeout`
-    (seconds per cell), `pool_size` (warm sandboxes), `max_observation_chars` (per tool result).
+    (seconds per cell), `pool_size` (warm sandboxes), `max_observation_chars` (per tool result),
+    `episode_deadline_s` (the collector's episode deadline) and `scoring_buffer_s` (the time scoring may
+    take after it), which the sandbox TTL must cover.
     """
 
     family = "code"
@@ -80,6 +87,8 @@ class CodeInterpreterEnv(Env):
         pool_size: int = 1,
         max_turns: int = 8,
         max_observation_chars: int = 4000,
+        episode_deadline_s: float = 3600.0,
+        scoring_buffer_s: float = DEFAULT_SCORING_BUFFER_S,
         **kwargs: Any,
     ):
         super().__init__(max_turns=max_turns, **kwargs)
@@ -89,7 +98,10 @@ class CodeInterpreterEnv(Env):
             raise ValueError("families must name at least one reasoning-gym dataset")
         self.families, self.split = tuple(families), split
         self.backend, self.cell_timeout, self.pool_size = sandbox, cell_timeout, pool_size
-        self.limits = limits or SandboxLimits(wall_time_s=cell_timeout, memory_bytes=2 << 30, processes=64)
+        self.limits = limits or SandboxLimits(wall_time_s=cell_timeout, memory_bytes=2 << 30, processes=64,
+                                              ttl_s=max(2 * 3600.0, episode_deadline_s + scoring_buffer_s))
+        check_ttl(self.limits, episode_deadline_s, scoring_buffer_s)
+        self.episode_deadline_s, self.scoring_buffer_s = episode_deadline_s, scoring_buffer_s
         self.max_observation_chars = max_observation_chars
         self.parser = ToolCallParser(TOOLS, max_calls=1)
         self.pool: SandboxPool | None = None
@@ -147,7 +159,7 @@ class CodeInterpreterEnv(Env):
         self._release()
         if self.pool is None:
             self.pool = SandboxPool(self._new_sandbox, size=self.pool_size, prepare=self._start_session)
-        self.sandbox = self.pool.acquire()
+        self.sandbox = self.pool.acquire(min_life_s=self.episode_deadline_s + self.scoring_buffer_s)
         self.task = self._draw_task(options)
         self.last_stdout, self.ran_expert_code, self.restarts = "", False, 0
         obs = observation(
@@ -167,7 +179,10 @@ class CodeInterpreterEnv(Env):
         assert self.task is not None
         if call.name == "answer":
             given = str(call.arguments["answer"]).strip()
-            reward = score(self.task, given)
+            try:
+                reward = score(self.task, given)
+            except Exception as exc:  # the scorer's fault, not the answer's: infra, never a reward of 0
+                raise GraderError(f"scoring {self.task.family} task {self.task.seed} failed: {exc!r}") from exc
             verdict = "correct" if reward >= 1.0 else "incorrect" if reward == 0 else f"partly correct ({reward:.2f})"
             return StepResult(observation(message("tool", f"Answer submitted: {verdict}.")), reward,
                               terminated=True, info={"won": reward >= 1.0, "answer": given, "score": reward})

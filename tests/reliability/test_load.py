@@ -3,6 +3,7 @@ with large observations (L08). Sizes are short by default; ``pytest --long`` run
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from unittest import mock
@@ -189,15 +190,19 @@ def test_l02_adversarial_soak_keeps_every_invariant(tmp_path: Path, reliability,
     from agentenv.testing.killers import Killer, sandbox_pids
     from agentenv.testing.mock_policy import MockPolicyProcess
 
-    n_tasks = 10_000 if long_run else 12
+    # $AGENTENV_SOAK_EPISODES sets another size (a soak of a chosen length); slopes are reported either way
+    n_tasks = int(os.environ.get("AGENTENV_SOAK_EPISODES") or (10_000 if long_run else 12))
+    soak = long_run or n_tasks >= 200
     config = CollectConfig(env_id="agentenv/CodeInterpreter-v0", n_tasks=n_tasks, concurrency=6, progress="off",
                            env_kwargs={"cell_timeout": 0.5, "max_turns": 2}, env_retries=1, env_timeout=30)
     census = Census.take()
     with MockPolicyProcess("hostile-code") as server, FaultProxy(server.port) as proxy:
         # 1% of policy calls fail with a 5xx (5% in the short run, so that a few happen at all)
-        proxy.configure(rates={status(503): 0.01 if long_run else 0.05}, seed=2)
+        proxy.configure(rates={status(503): 0.01 if soak else 0.05}, seed=2)
         policy = OpenAIPolicy(proxy.url, model="mock", backoff_s=0.01, max_retries=3)
-        window = (20.0, 60.0) if long_run else (2.0, 4.0)  # one sandbox killed every few episodes
+        # one sandbox killed every ~130 s in a soak (about 1% of episodes at ~0.75 episodes/s), every few
+        # episodes in the short run
+        window = (90.0, 180.0) if soak else (2.0, 4.0)
         with Sampler() as sampler, Killer(sandbox_pids, window=window, seed=5, repeat=True, choose=1) as killer:
             summary = Collector(config, policy, TrajectoryStore(tmp_path / "store")).run()
     assert_no_leaks(census, settle_s=10)
@@ -215,7 +220,7 @@ def test_l02_adversarial_soak_keeps_every_invariant(tmp_path: Path, reliability,
         assert rss_slope < 1.0 and abs(fd_slope) < 1.0
     reliability.backend = "bwrap"
     first, last = sampler.samples[0], sampler.samples[-1]
-    trend = ({"rss_slope_mib_per_h": round(rss_slope, 2), "fd_slope_per_h": round(fd_slope, 2)} if long_run else
+    trend = ({"rss_slope_mib_per_h": round(rss_slope, 2), "fd_slope_per_h": round(fd_slope, 2)} if soak else
              {"rss_growth_mib": round((last[1] - first[1]) / 2**20, 1), "fds_first_last": f"{first[2]}/{last[2]}"})
     reliability.measure(episodes=len(episodes), slots=n_tasks, distinct_actions=len(actions),
                         sandbox_kills=len(killer.killed), policy_5xx=proxy.counts().get(str(status(503)), 0),

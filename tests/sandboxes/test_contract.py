@@ -184,3 +184,23 @@ def test_closed_sandboxes_leave_no_process_fd_mount_temp_dir_or_container(backen
                 assert sandbox.request("echo", json.dumps({"x": 1})).status == "ok"
             finally:
                 sandbox.close()
+
+
+def test_one_watchdog_thread_fires_every_ttl_and_forgets_cancelled_ones():
+    """Sandbox lifetimes are served by one thread, not a timer thread each; a cancelled deadline never
+    fires, and a churn of cancelled ones does not pile up in its heap."""
+    import threading
+
+    from agentenv.sandboxes.watchdog import Watchdog
+
+    dog = Watchdog()
+    fired: list[int] = []
+    done = threading.Event()
+    first = dog.schedule(0.05, lambda: fired.append(1))
+    dog.schedule(0.10, lambda: (fired.append(2), done.set()))
+    first.cancel()
+    for _ in range(1000):
+        dog.schedule(3600, lambda: fired.append(3)).cancel()
+    assert done.wait(5) and fired == [2]
+    assert len(dog._heap) < 600  # the cancelled hour-long deadlines were dropped, not kept for an hour
+    assert sum(t.name == "agentenv-sandbox-ttl" for t in threading.enumerate()) >= 1
