@@ -408,12 +408,21 @@ def open_fds(pid: int | None = None) -> list[FdInfo]:
     return found
 
 
+#: a container engine's own storage mounts, which it makes and drops as containers come and go (podman
+#: mounts its overlay store when the first container starts): the engine's state, not a leak of whoever
+#: asked for the container. A leaked container's own mounts (``.../overlay/<id>/merged``) still count.
+ENGINE_STORAGE_MOUNTS = ("/var/lib/containers/storage/overlay", "/var/lib/docker/overlay2")
+
+
 def mount_entries(pid: int | None = None) -> frozenset[str]:
-    """``"<mount id> <mount point> <fs type> <source>"`` for each mount the process sees."""
+    """``"<mount id> <mount point> <fs type> <source>"`` for each mount the process sees, but the container
+    engines' storage roots (`ENGINE_STORAGE_MOUNTS`)."""
     entries = set()
     with open(f"/proc/{pid or 'self'}/mountinfo", encoding="utf-8", errors="replace") as handle:
         for line in handle:
             fields = line.split()
+            if fields[4] in ENGINE_STORAGE_MOUNTS:
+                continue
             after = fields.index("-") if "-" in fields else len(fields)
             tail = fields[after + 1 : after + 3]
             entries.add(" ".join([fields[0], fields[4], *tail]))

@@ -53,7 +53,8 @@ ROWS = {
 TEST_FILES = [
     "tests/reliability", "tests/sandboxes/test_isolation.py", "tests/sandboxes/test_bad_input.py",
     "tests/sandboxes/test_contract.py", "tests/envs/web/test_hostile.py", "tests/agentenv/test_messages.py",
-    "tests/agentenv/test_parsing_fuzz.py", "tests/envs/test_code_kernel.py", "tests/test_census.py",
+    "tests/agentenv/test_parsing_fuzz.py", "tests/envs/test_code_kernel.py", "tests/envs/test_swe.py",
+    "tests/test_census.py",
 ]
 #: tests of a row whose names do not start with its id (they were written before the table)
 EXTRA = {
