@@ -70,7 +70,8 @@ PAYLOADS: dict[str, str] = {
             print(len(files), e)
     """),
     "A12-write-outside": _code("""
-        for path in ['/etc/passwd', '/root/.bashrc', '../../x']:
+        import os
+        for path in ['/etc/passwd', os.path.expanduser('~/.bashrc'), '../../x']:
             try:
                 open(path, 'a').write('x')
             except OSError as e:

@@ -133,6 +133,25 @@ def kill_from_outside(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.parametrize("backend", ISOLATING)
+@contextlib.contextmanager
+def kill_when_running(sandbox, marker: str, wait_s: float):
+    """Kill ``sandbox`` from outside once a process with ``marker`` runs in it; yields the kill's time, once
+    it happened (the block runs the command that gets killed)."""
+    killed_at: list[float] = []
+
+    def killer() -> None:
+        if wait_until(lambda: running(marker), wait_s):
+            killed_at.append(time.monotonic())
+            kill_from_outside(sandbox)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        yield killed_at
+    finally:
+        thread.join()
+
+
 def test_f02_sandbox_killed_mid_command_raises_sandbox_died_promptly(backend, reliability):
     reliability.backend = backend
     warm_up(backend)
@@ -140,17 +159,8 @@ def test_f02_sandbox_killed_mid_command_raises_sandbox_died_promptly(backend, re
     sandbox = backend_or_skip(backend, LIMITS)
     sandbox.write_file("state.txt", "episode state")
     marker = f"sleep 60.{os.getpid() % 1000:03d}"
-    killed_at: list[float] = []
-
-    def killer() -> None:
-        if wait_until(lambda: running(marker), 10):
-            killed_at.append(time.monotonic())
-            kill_from_outside(sandbox)
-
-    thread = threading.Thread(target=killer)
-    thread.start()
     try:
-        with pytest.raises(SandboxDied):
+        with kill_when_running(sandbox, marker, wait_s=10) as killed_at, pytest.raises(SandboxDied):
             sandbox.exec(marker, timeout=120)
         died_after = time.monotonic() - killed_at[0]
         assert died_after <= 5.0, f"SandboxDied came {died_after:.1f} s after the kill, not promptly"
@@ -158,7 +168,6 @@ def test_f02_sandbox_killed_mid_command_raises_sandbox_died_promptly(backend, re
         with pytest.raises(SandboxDied):  # no silent restart on a fresh file system
             sandbox.read_file("state.txt")
     finally:
-        thread.join()
         sandbox.close()
     assert_clean(before, settle_s=5)
     reliability.measure(died_after_kill_s=round(died_after, 4), leaks=0)
@@ -180,20 +189,8 @@ def test_f02_code_env_episode_fails_typed_instead_of_going_on_in_a_fresh_workspa
             env.step(tool_call("python", code="x = 41\nopen('state.txt', 'w').write('kept')"))
             sandbox = env.sandbox
             assert sandbox is not None
-            killed_at: list[float] = []
-
-            def killer() -> None:
-                if wait_until(lambda: running(marker), 15):
-                    killed_at.append(time.monotonic())
-                    kill_from_outside(sandbox)
-
-            thread = threading.Thread(target=killer)
-            thread.start()
-            try:
-                with pytest.raises(SandboxDied):
-                    env.step(tool_call("python", code=f"import subprocess\nsubprocess.run('{marker}', shell=True)"))
-            finally:
-                thread.join()
+            with kill_when_running(sandbox, marker, wait_s=15) as killed_at, pytest.raises(SandboxDied):
+                env.step(tool_call("python", code=f"import subprocess\nsubprocess.run('{marker}', shell=True)"))
             died_after = time.monotonic() - killed_at[0]
             assert died_after <= 5.0
             with pytest.raises(SandboxDied):
