@@ -132,7 +132,6 @@ def kill_from_outside(sandbox: Sandbox) -> None:
 # ---- F02: the sandbox is killed mid-command ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ISOLATING)
 @contextlib.contextmanager
 def kill_when_running(sandbox, marker: str, wait_s: float):
     """Kill ``sandbox`` from outside once a process with ``marker`` runs in it; yields the kill's time, once
@@ -152,6 +151,7 @@ def kill_when_running(sandbox, marker: str, wait_s: float):
         thread.join()
 
 
+@pytest.mark.parametrize("backend", ISOLATING)
 def test_f02_sandbox_killed_mid_command_raises_sandbox_died_promptly(backend, reliability):
     reliability.backend = backend
     warm_up(backend)
