@@ -18,7 +18,7 @@ import logging
 import time
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -285,7 +285,7 @@ class Collector:
                 try:
                     await writer
                 finally:
-                    self._cancel_unwritten(results)
+                    self._cancel_unwritten(_drain(results))
                     if self.ledger is not None:
                         self.ledger.close()
                         self.ledger = None
@@ -320,17 +320,11 @@ class Collector:
             if self.tree is None or not self._next_round(jobs):
                 return
 
-    def _cancel_unwritten(self, unwritten: asyncio.Queue[Trajectory | None] | list[Trajectory]) -> None:
+    def _cancel_unwritten(self, unwritten: Iterable[Trajectory | None]) -> None:
         """Episodes that finished but never reached the store (the writer gave up): closed as cancelled in the
         ledger, so no intent is left open; a resumed run plays them again."""
-        if isinstance(unwritten, asyncio.Queue):
-            queue, unwritten = unwritten, []
-            while not queue.empty():
-                item = queue.get_nowait()
-                if item is not None:
-                    unwritten.append(item)
         for traj in unwritten:
-            if self.ledger is not None:
+            if traj is not None and self.ledger is not None:
                 self.ledger.cancelled(traj.trajectory_id, traj.task_index, traj.attempt, cause="store_unavailable")
 
     async def _start_envs(self) -> None:
@@ -915,6 +909,13 @@ class Collector:
                         recorded.action, next_obs)
             obs = next_obs
         return obs
+
+
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def anchor_key(obs: Observation) -> str:
