@@ -11,9 +11,13 @@ from agentenv.policies.catalog import build_tiny_model
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # release-size reliability runs (--long, or a soak of a chosen length) take hours, not the 300 s default
+    long = config.getoption("--long") or os.environ.get("AGENTENV_SOAK_EPISODES")
     for item in items:
         if not any(item.iter_markers(name) for name in ("integration", "slow", "gpu")):
             item.add_marker(pytest.mark.unit)
+        if long and "tests/reliability/" in item.nodeid:
+            item.add_marker(pytest.mark.timeout(8 * 3600))
 
 
 @pytest.fixture(scope="session")
