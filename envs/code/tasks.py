@@ -43,7 +43,7 @@ class CodeTask:
         return self.family in PROCEDURAL_FAMILIES
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=32)  # a few MB each (letter_counting keeps its corpus): the tasks in flight, not every one seen
 def _dataset(family: str, seed: int) -> Any:
     import reasoning_gym
 
