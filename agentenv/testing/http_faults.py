@@ -40,6 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentenv.testing.loop_server import LoopServer
+
 #: body rewrites of an upstream JSON answer (see :func:`rewrite`)
 REWRITES = ("invalid_json", "no_choices", "empty_content", "length", "no_logprobs", "wrong_ids")
 _REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
@@ -124,24 +126,23 @@ class _Request:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FaultProxy:
+class FaultProxy(LoopServer):
     """See the module docstring. ``plan``: faults for the first requests, in order; ``rates``: for each
     later request, the probability of each fault (drawn with ``random.Random(seed)``); ``path_prefix``:
     only requests to such paths get faults. ``log`` lists a :class:`ProxyRecord` per request."""
 
+    thread_name = "agentenv-fault-proxy"
+
     def __init__(self, target_port: int, plan: Sequence[Fault] = (), rates: Mapping[Fault, float] | None = None,
                  seed: int = 0, path_prefix: str = "/v1/", target_host: str = "127.0.0.1"):
+        super().__init__()
         self.target_host, self.target_port, self.path_prefix = target_host, target_port, path_prefix
-        self.port = 0
         self.log: list[ProxyRecord] = []
         self._lock = threading.Lock()
         self._plan: list[Fault] = []
         self._rates: list[tuple[Fault, float]] = []
         self._random = random.Random(seed)
         self.configure(plan, rates)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -258,30 +259,10 @@ class FaultProxy:
         return answer
 
     # ----- lifetime -------------------------------------------------------------------------------------
-    def __enter__(self) -> FaultProxy:
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._loop, self._stopped = asyncio.get_running_loop(), asyncio.Event()
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            async with server:
-                await self._stopped.wait()
-                for task in list(self._tasks):  # stalled and trickling connections end with the proxy
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True, name="fault-proxy")
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fault proxy did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stopped is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-            self._thread.join(timeout=10)
+    async def _stopping(self) -> None:
+        for task in list(self._tasks):  # stalled and trickling connections end with the proxy
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> _Request | None:

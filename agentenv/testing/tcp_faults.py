@@ -22,14 +22,18 @@ import asyncio
 import threading
 from typing import Any
 
+from agentenv.testing.loop_server import LoopServer
 
-class TcpFaultProxy:
+
+class TcpFaultProxy(LoopServer):
     """A TCP proxy on 127.0.0.1 in front of ``target_port`` with resets, partitions, blackholes and lost
     replies (see the module docstring)."""
 
+    thread_name = "agentenv-tcp-fault-proxy"
+
     def __init__(self, target_port: int, target_host: str = "127.0.0.1", reset_first: int = 0):
+        super().__init__()
         self.target_host, self.target_port, self.reset_first = target_host, target_port, reset_first
-        self.port = 0
         #: connections accepted; server->client chunks thrown away by ``lose_replies``; bytes dropped by a blackhole
         self.connections = 0
         self.lost_replies = 0
@@ -37,9 +41,6 @@ class TcpFaultProxy:
         self._lose = 0
         self._blackhole = False
         self._flowing: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
 
@@ -137,31 +138,14 @@ class TcpFaultProxy:
         finally:
             self._writers.difference_update((writer, up_writer))
 
-    def __enter__(self) -> TcpFaultProxy:
-        ready = threading.Event()
+    def _started(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
-        async def main() -> None:
-            self._loop, self._stopped, self._flowing = asyncio.get_running_loop(), asyncio.Event(), asyncio.Event()
-            self._flowing.set()
-            server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            async with server:
-                await self._stopped.wait()
-                for w in list(self._writers):  # connections still open end with the proxy
-                    w.transport.abort()
-                self._flowing.set()
-                if self._handlers:  # let them finish, rather than be cancelled by asyncio.run
-                    await asyncio.wait(set(self._handlers), timeout=5)
-
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), name="agentenv-fault-proxy", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the proxy did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stopped is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-            self._thread.join(timeout=10)
-            self._loop = None
+    async def _stopping(self) -> None:
+        for w in list(self._writers):  # connections still open end with the proxy
+            w.transport.abort()
+        assert self._flowing is not None
+        self._flowing.set()
+        if self._handlers:  # let them finish, rather than be cancelled by asyncio.run
+            await asyncio.wait(set(self._handlers), timeout=5)
