@@ -286,7 +286,9 @@ async def test_hundreds_of_remote_sessions_proceed_together(transport: str):
 
 
 def test_a_client_timeout_mid_step_is_an_error_and_close_still_frees_the_session(transport: str):
-    with BackgroundEnvServer("agentenv/RemoteCountdown-v0", {"step_seconds": 0.6}) as server:
+    """Over HTTP the step is sent once more with the same key (0.2 s after the first), and that re-send must
+    time out too: the step lasts long enough (2 s) that even a slow machine cannot see it finish in time."""
+    with BackgroundEnvServer("agentenv/RemoteCountdown-v0", {"step_seconds": 2.0}) as server:
         env = RemoteEnv(server.url, timeout_s=0.2, transport=transport)
         obs, _ = env.reset(seed=0)
         failure = "POST /sessions/.*/step failed: ReadTimeout" if transport == "http" else \
@@ -294,7 +296,7 @@ def test_a_client_timeout_mid_step_is_an_error_and_close_still_frees_the_session
         with pytest.raises(RemoteEnvError, match=rf"{server.url}: {failure}"):
             env.step(f"Action: {obs['admissible'][0]}")
         env.close()  # the DELETE (or the closed WebSocket) arrives while the step still runs
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 5
         while open_sessions(server.url) and time.monotonic() < deadline:
             time.sleep(0.01)
         info = httpx.get(f"{server.url}/info").json()
